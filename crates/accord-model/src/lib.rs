@@ -1,0 +1,36 @@
+//! The partnership domain on Automerge, with no IO.
+//!
+//! A partnership is a [`Roster`] document (members, roles, the catalogue of
+//! agreements) plus one [`Agreement`] document per agreement. Both are plain
+//! Automerge documents whose layout is described by data in [`schema`], so
+//! any Automerge implementation can read an exported file.
+//!
+//! Callers pass in everything that would make this crate impure: the actor
+//! id, the current time, and random bytes. Every edit ends in
+//! [`Agreement::commit`] / [`Roster::commit`], which return the raw bytes of
+//! the new change for the caller to persist.
+
+mod agreement;
+mod document;
+mod error;
+mod history;
+mod ids;
+pub mod markdown;
+mod path;
+mod roster;
+pub mod schema;
+mod template;
+mod view;
+
+pub use agreement::Agreement;
+pub use document::{load_document, new_document_actor, CommittedChange};
+pub use error::ModelError;
+pub use history::{history, ChangeSummary, FieldChange, HistoryEntry};
+pub use ids::{DocId, PartnershipId};
+pub use path::{parse_path, ItemRef, Target};
+pub use roster::{CatalogueEntry, Member, Role, Roster, RosterView};
+pub use schema::{DocKind, ValueType};
+pub use view::{AgreementView, EntryView, FieldView, ItemView, SectionContent, SectionView};
+
+/// Re-exported so callers use the same Automerge version as the model.
+pub use automerge;

@@ -1,0 +1,1 @@
+//! Markdown rendering and reading back (being written).

@@ -1,0 +1,429 @@
+//! The roster: who is in a partnership, in what role, and which agreements it keeps.
+//!
+//! Layout (all keys are plain strings so any Automerge reader can follow it):
+//! ```text
+//! accord:      { schema: 1, kind: "roster" }
+//! partnership: { id, name, creator: key hex, nonce: hex, created: unix secs }
+//! members:     { <key hex>: { name, role, lead: bool, added: unix secs } }
+//! documents:   { <doc id>: { kind, title } }
+//! ```
+//! Members and documents are maps keyed by their ids, so two partners adding
+//! the same member concurrently merge into one entry instead of two.
+
+use std::fmt;
+use std::str::FromStr;
+
+use accord_identity::{Fingerprint, OrgKey};
+use automerge::{transaction::Transactable, ActorId, AutoCommit, ObjType, ReadDoc, ScalarValue, Value, ROOT};
+
+use crate::document::{commit, CommittedChange};
+use crate::{DocId, DocKind, ModelError, PartnershipId};
+
+pub(crate) const SCHEMA_VERSION: i64 = 1;
+
+/// What a member organisation may do, from sector practice.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// Edits agreements, changes the roster and signs off.
+    DecisionMaker,
+    /// Is consulted: reads and comments.
+    Consultee,
+    /// Is kept informed: reads.
+    Informed,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::DecisionMaker => "decision-maker",
+            Role::Consultee => "consultee",
+            Role::Informed => "informed",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Role {
+    type Err = ModelError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().replace('_', "-").as_str() {
+            "decision-maker" | "decision maker" | "decider" => Ok(Role::DecisionMaker),
+            "consultee" => Ok(Role::Consultee),
+            "informed" => Ok(Role::Informed),
+            _ => Err(ModelError::BadValue {
+                field: "role".into(),
+                value: s.into(),
+                expected: "decision-maker, consultee or informed".into(),
+            }),
+        }
+    }
+}
+
+impl serde::Serialize for Role {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+/// A member organisation as the roster records it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Member {
+    pub key: OrgKey,
+    #[serde(serialize_with = "serialize_display")]
+    pub fingerprint: Fingerprint,
+    pub name: String,
+    pub role: Role,
+    pub lead: bool,
+}
+
+fn serialize_display<T: fmt::Display, S: serde::Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(v)
+}
+
+/// An agreement listed in the partnership's catalogue.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct CatalogueEntry {
+    pub id: DocId,
+    pub kind: DocKind,
+    pub title: String,
+}
+
+/// A plain snapshot of the roster for reading and display.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct RosterView {
+    pub id: PartnershipId,
+    pub name: String,
+    pub creator: OrgKey,
+    pub members: Vec<Member>,
+    pub documents: Vec<CatalogueEntry>,
+}
+
+impl RosterView {
+    pub fn member(&self, key: &OrgKey) -> Option<&Member> {
+        self.members.iter().find(|m| &m.key == key)
+    }
+
+    /// Finds one member by full key, fingerprint prefix, or case-insensitive
+    /// name prefix; ambiguity is an error that names the candidates.
+    pub fn resolve_member(&self, selector: &str) -> Result<&Member, ModelError> {
+        if let Ok(key) = selector.parse::<OrgKey>() {
+            return self.member(&key).ok_or_else(|| ModelError::UnknownMember(selector.to_owned()));
+        }
+        let wanted = selector.trim().to_lowercase();
+        let exact: Vec<&Member> = self.members.iter().filter(|m| m.name.to_lowercase() == wanted).collect();
+        if let [one] = exact.as_slice() {
+            return Ok(one);
+        }
+        let candidates: Vec<&Member> = self
+            .members
+            .iter()
+            .filter(|m| m.name.to_lowercase().starts_with(&wanted) || m.fingerprint.matches_prefix(selector))
+            .collect();
+        match candidates.as_slice() {
+            [] => Err(ModelError::UnknownMember(selector.to_owned())),
+            [one] => Ok(one),
+            many => Err(ModelError::AmbiguousMember {
+                selector: selector.to_owned(),
+                candidates: many
+                    .iter()
+                    .map(|m| format!("{} ({})", m.name, m.fingerprint))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            }),
+        }
+    }
+
+    /// The name people know an organisation by, or its fingerprint if it is
+    /// not (or no longer) a member.
+    pub fn display_name(&self, key: &OrgKey) -> String {
+        self.member(key)
+            .map(|m| m.name.clone())
+            .unwrap_or_else(|| format!("organisation {}", key.fingerprint()))
+    }
+}
+
+/// The roster document of one partnership.
+#[derive(Debug)]
+pub struct Roster {
+    id: PartnershipId,
+    doc: AutoCommit,
+}
+
+impl Roster {
+    /// Starts a partnership: the creator is its lead partner and a decision maker.
+    pub fn create(
+        name: &str,
+        creator: &OrgKey,
+        creator_name: &str,
+        nonce: [u8; 16],
+        actor: ActorId,
+        now: i64,
+    ) -> Result<(Self, CommittedChange), ModelError> {
+        let id = PartnershipId::derive(creator, &nonce);
+        let mut doc = AutoCommit::new().with_actor(actor);
+        let meta = doc.put_object(ROOT, "accord", ObjType::Map)?;
+        doc.put(&meta, "schema", SCHEMA_VERSION)?;
+        doc.put(&meta, "kind", "roster")?;
+        let p = doc.put_object(ROOT, "partnership", ObjType::Map)?;
+        doc.put(&p, "id", id.to_string())?;
+        doc.put(&p, "name", name)?;
+        doc.put(&p, "creator", creator.to_hex())?;
+        doc.put(&p, "nonce", data_encoding::HEXLOWER.encode(&nonce))?;
+        doc.put(&p, "created", now)?;
+        doc.put_object(ROOT, "members", ObjType::Map)?;
+        doc.put_object(ROOT, "documents", ObjType::Map)?;
+        let mut roster = Self { id, doc };
+        roster.put_member(creator, creator_name, Role::DecisionMaker, true, now)?;
+        let change = roster.commit(&format!("Created partnership {name:?}"), now).ok_or_else(|| {
+            ModelError::Malformed { expected: "roster", detail: "creating it produced no change".into() }
+        })?;
+        Ok((roster, change))
+    }
+
+    /// Wraps a loaded document, checking that it is a roster whose id is
+    /// the one derived from its recorded creator and nonce.
+    pub fn from_doc(id: PartnershipId, doc: AutoCommit) -> Result<Self, ModelError> {
+        let roster = Self { id, doc };
+        let kind = roster.meta_str("accord", "kind");
+        if kind.as_deref() != Some("roster") {
+            return Err(malformed(format!("its kind is {kind:?}")));
+        }
+        let creator = roster.creator()?;
+        let nonce = roster
+            .meta_str("partnership", "nonce")
+            .and_then(|n| data_encoding::HEXLOWER.decode(n.as_bytes()).ok())
+            .and_then(|n| <[u8; 16]>::try_from(n).ok())
+            .ok_or_else(|| malformed("its nonce is missing".into()))?;
+        if PartnershipId::derive(&creator, &nonce) != id {
+            return Err(malformed("its id does not match its creator's key".into()));
+        }
+        Ok(roster)
+    }
+
+    pub fn id(&self) -> PartnershipId {
+        self.id
+    }
+
+    pub fn doc(&self) -> &AutoCommit {
+        &self.doc
+    }
+
+    pub fn doc_mut(&mut self) -> &mut AutoCommit {
+        &mut self.doc
+    }
+
+    pub fn creator(&self) -> Result<OrgKey, ModelError> {
+        self.meta_str("partnership", "creator")
+            .and_then(|k| k.parse().ok())
+            .ok_or_else(|| malformed("its creator is missing".into()))
+    }
+
+    pub fn view(&self) -> RosterView {
+        RosterView {
+            id: self.id,
+            name: self.meta_str("partnership", "name").unwrap_or_default(),
+            creator: self.creator().unwrap_or(OrgKey::from_bytes([0; 32])),
+            members: self.members(),
+            documents: self.documents(),
+        }
+    }
+
+    pub fn add_member(&mut self, key: &OrgKey, name: &str, role: Role, now: i64) -> Result<(), ModelError> {
+        if self.view().member(key).is_some() {
+            return Err(ModelError::AlreadyMember(name.to_owned()));
+        }
+        self.put_member(key, name, role, false, now)
+    }
+
+    pub fn set_role(&mut self, key: &OrgKey, role: Role) -> Result<(), ModelError> {
+        let entry = self.member_obj(key)?;
+        self.doc.put(&entry, "role", role.as_str())?;
+        Ok(())
+    }
+
+    pub fn add_document(&mut self, id: DocId, kind: DocKind, title: &str) -> Result<(), ModelError> {
+        let docs = self.map_obj("documents")?;
+        let entry = self.doc.put_object(&docs, id.to_string(), ObjType::Map)?;
+        self.doc.put(&entry, "kind", kind.as_str())?;
+        self.doc.put(&entry, "title", title)?;
+        Ok(())
+    }
+
+    pub fn set_document_title(&mut self, id: DocId, title: &str) -> Result<(), ModelError> {
+        let docs = self.map_obj("documents")?;
+        if let Some((Value::Object(ObjType::Map), entry)) = self.doc.get(&docs, id.to_string())? {
+            self.doc.put(&entry, "title", title)?;
+        }
+        Ok(())
+    }
+
+    pub fn commit(&mut self, message: &str, now: i64) -> Option<CommittedChange> {
+        commit(&mut self.doc, message, now)
+    }
+
+    fn put_member(&mut self, key: &OrgKey, name: &str, role: Role, lead: bool, now: i64) -> Result<(), ModelError> {
+        let members = self.map_obj("members")?;
+        let entry = self.doc.put_object(&members, key.to_hex(), ObjType::Map)?;
+        self.doc.put(&entry, "name", name)?;
+        self.doc.put(&entry, "role", role.as_str())?;
+        self.doc.put(&entry, "lead", lead)?;
+        self.doc.put(&entry, "added", now)?;
+        Ok(())
+    }
+
+    fn member_obj(&self, key: &OrgKey) -> Result<automerge::ObjId, ModelError> {
+        let members = self.map_obj("members")?;
+        match self.doc.get(&members, key.to_hex())? {
+            Some((Value::Object(ObjType::Map), entry)) => Ok(entry),
+            _ => Err(ModelError::UnknownMember(key.fingerprint().to_string())),
+        }
+    }
+
+    fn map_obj(&self, key: &str) -> Result<automerge::ObjId, ModelError> {
+        match self.doc.get(ROOT, key)? {
+            Some((Value::Object(ObjType::Map), id)) => Ok(id),
+            _ => Err(malformed(format!("its {key} map is missing"))),
+        }
+    }
+
+    fn meta_str(&self, map: &str, key: &str) -> Option<String> {
+        let obj = self.map_obj(map).ok()?;
+        scalar_str(&self.doc, &obj, key)
+    }
+
+    fn members(&self) -> Vec<Member> {
+        let Ok(members) = self.map_obj("members") else { return Vec::new() };
+        let mut out: Vec<Member> = self
+            .doc
+            .map_range(&members, ..)
+            .filter_map(|item| {
+                let key: OrgKey = item.key.parse().ok()?;
+                let entry = match item.value {
+                    automerge::ValueRef::Object(ObjType::Map) => item.id(),
+                    _ => return None,
+                };
+                Some(Member {
+                    key,
+                    fingerprint: key.fingerprint(),
+                    name: scalar_str(&self.doc, &entry, "name").unwrap_or_else(|| key.fingerprint().to_string()),
+                    role: scalar_str(&self.doc, &entry, "role")
+                        .and_then(|r| r.parse().ok())
+                        .unwrap_or(Role::Informed),
+                    lead: matches!(self.doc.get(&entry, "lead"), Ok(Some((Value::Scalar(v), _))) if matches!(v.as_ref(), ScalarValue::Boolean(true))),
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| b.lead.cmp(&a.lead).then_with(|| a.name.to_lowercase().cmp(&b.name.to_lowercase())));
+        out
+    }
+
+    fn documents(&self) -> Vec<CatalogueEntry> {
+        let Ok(docs) = self.map_obj("documents") else { return Vec::new() };
+        let mut out: Vec<CatalogueEntry> = self
+            .doc
+            .map_range(&docs, ..)
+            .filter_map(|item| {
+                let id: DocId = item.key.parse().ok()?;
+                let entry = item.id();
+                Some(CatalogueEntry {
+                    id,
+                    kind: scalar_str(&self.doc, &entry, "kind")?.parse().ok()?,
+                    title: scalar_str(&self.doc, &entry, "title").unwrap_or_default(),
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| a.kind.cmp(&b.kind).then_with(|| a.title.cmp(&b.title)));
+        out
+    }
+}
+
+fn malformed(detail: String) -> ModelError {
+    ModelError::Malformed { expected: "roster", detail }
+}
+
+/// Reads a string scalar, treating anything else as absent.
+pub(crate) fn scalar_str(doc: &AutoCommit, obj: &automerge::ObjId, key: &str) -> Option<String> {
+    match doc.get(obj, key).ok()?? {
+        (Value::Scalar(v), _) => match v.as_ref() {
+            ScalarValue::Str(s) => Some(s.to_string()),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use accord_identity::OrgSecret;
+
+    fn org(n: u8) -> OrgSecret {
+        OrgSecret::from_seed([n; 32])
+    }
+
+    fn roster() -> Roster {
+        let lead = org(1);
+        let actor = crate::new_document_actor(&lead, [0; 8]);
+        Roster::create("Sharing Our Strengths", &lead.public(), "Women's Centre", [5; 16], actor, 100).unwrap().0
+    }
+
+    #[test]
+    fn creator_is_lead_decision_maker() {
+        let view = roster().view();
+        assert_eq!(view.name, "Sharing Our Strengths");
+        assert_eq!(view.members.len(), 1);
+        assert_eq!(view.members[0].role, Role::DecisionMaker);
+        assert!(view.members[0].lead);
+        assert_eq!(view.creator, org(1).public());
+    }
+
+    #[test]
+    fn members_resolve_by_name_prefix_or_fingerprint_and_ambiguity_is_reported() {
+        let mut r = roster();
+        r.add_member(&org(2).public(), "CVS Wandsworth", Role::Consultee, 1).unwrap();
+        r.add_member(&org(3).public(), "CVS Lambeth", Role::Informed, 1).unwrap();
+        let view = r.view();
+        assert_eq!(view.resolve_member("women").unwrap().key, org(1).public());
+        assert_eq!(view.resolve_member("cvs w").unwrap().key, org(2).public());
+        let fp = org(3).public().fingerprint().to_string();
+        assert_eq!(view.resolve_member(&fp[..9]).unwrap().key, org(3).public());
+        let err = view.resolve_member("cvs").unwrap_err().to_string();
+        assert!(err.contains("CVS Wandsworth") && err.contains("CVS Lambeth"), "{err}");
+        assert!(matches!(view.resolve_member("nobody"), Err(ModelError::UnknownMember(_))));
+    }
+
+    #[test]
+    fn adding_a_member_twice_is_refused_and_roles_change() {
+        let mut r = roster();
+        r.add_member(&org(2).public(), "CVS", Role::Consultee, 1).unwrap();
+        assert!(matches!(r.add_member(&org(2).public(), "CVS", Role::Consultee, 1), Err(ModelError::AlreadyMember(_))));
+        r.set_role(&org(2).public(), Role::DecisionMaker).unwrap();
+        assert_eq!(r.view().member(&org(2).public()).unwrap().role, Role::DecisionMaker);
+    }
+
+    #[test]
+    fn loaded_roster_must_match_its_self_certifying_id() {
+        let mut r = roster();
+        let bytes = r.doc_mut().save();
+        let doc = AutoCommit::load(&bytes).unwrap();
+        assert!(Roster::from_doc(r.id(), doc.clone()).is_ok());
+        let other = PartnershipId::from_bytes([0; 16]);
+        assert!(Roster::from_doc(other, doc).is_err());
+    }
+
+    #[test]
+    fn catalogue_lists_documents() {
+        let mut r = roster();
+        let id = DocId::random([7; 16]);
+        r.add_document(id, DocKind::Mou, "Our MOU").unwrap();
+        r.set_document_title(id, "Our MOU 2027").unwrap();
+        let docs = r.view().documents;
+        assert_eq!(docs, vec![CatalogueEntry { id, kind: DocKind::Mou, title: "Our MOU 2027".into() }]);
+    }
+}
