@@ -1,0 +1,306 @@
+//! [`WriteBatch`]: a list of writes applied atomically, in order, in one transaction.
+
+use std::path::Path;
+
+use redb::{ReadableTable, Table, WriteTransaction};
+
+use crate::error::StoreError;
+use crate::tables::{self, CHANGES, DOCUMENTS, DocRecord, SETTINGS, SNAPSHOTS};
+use crate::{DocInfo, DocKey};
+
+/// Writes to apply together: either all of them become durable or none.
+///
+/// A batch is plain data, built without touching the database, so the node's
+/// editing thread can assemble it cheaply and hand it to a
+/// [`CommitQueue`](crate::CommitQueue). Operations run in the order they were added.
+#[derive(Debug, Default)]
+pub struct WriteBatch {
+    ops: Vec<Op>,
+    bytes: usize,
+}
+
+#[derive(Debug)]
+enum Op {
+    PutDocument {
+        id: DocKey,
+        info: DocInfo,
+        snapshot: Vec<u8>,
+        snapshot_changes: u64,
+    },
+    SetInfo {
+        id: DocKey,
+        info: DocInfo,
+    },
+    AppendChanges {
+        id: DocKey,
+        bytes: Vec<u8>,
+        change_count: u64,
+    },
+    Compact {
+        id: DocKey,
+        snapshot: Vec<u8>,
+        snapshot_changes: u64,
+    },
+    PutSetting {
+        key: String,
+        value: Vec<u8>,
+    },
+    DeleteSetting {
+        key: String,
+    },
+}
+
+impl WriteBatch {
+    /// An empty batch.
+    pub fn new() -> WriteBatch {
+        WriteBatch::default()
+    }
+
+    /// Stores a new document, or replaces one entirely: its log is dropped,
+    /// because `snapshot` is its whole state from now on.
+    pub fn put_document(
+        &mut self,
+        id: DocKey,
+        info: DocInfo,
+        snapshot: Vec<u8>,
+        snapshot_changes: u64,
+    ) {
+        self.push(
+            snapshot.len() + info_len(&info),
+            Op::PutDocument {
+                id,
+                info,
+                snapshot,
+                snapshot_changes,
+            },
+        );
+    }
+
+    /// Updates a document's description (title, kind...) without touching its content.
+    pub fn set_info(&mut self, id: DocKey, info: DocInfo) {
+        self.push(info_len(&info), Op::SetInfo { id, info });
+    }
+
+    /// Appends one log entry: `bytes` is one or more concatenated raw Automerge
+    /// change chunks holding `change_count` changes. Appending is what makes a
+    /// keystroke durable without rewriting the snapshot.
+    pub fn append_changes(&mut self, id: DocKey, bytes: Vec<u8>, change_count: u64) {
+        self.push(
+            bytes.len(),
+            Op::AppendChanges {
+                id,
+                bytes,
+                change_count,
+            },
+        );
+    }
+
+    /// Replaces the snapshot and deletes every log entry that exists when this
+    /// operation runs (so appends added to the batch or queue *after* it survive).
+    pub fn compact(&mut self, id: DocKey, snapshot: Vec<u8>, snapshot_changes: u64) {
+        self.push(
+            snapshot.len(),
+            Op::Compact {
+                id,
+                snapshot,
+                snapshot_changes,
+            },
+        );
+    }
+
+    /// Sets a small setting (known peers, preferences of later features).
+    pub fn put_setting(&mut self, key: &str, value: Vec<u8>) {
+        self.push(
+            key.len() + value.len(),
+            Op::PutSetting {
+                key: key.to_owned(),
+                value,
+            },
+        );
+    }
+
+    /// Removes a setting; removing a missing one is not an error.
+    pub fn delete_setting(&mut self, key: &str) {
+        self.push(
+            key.len(),
+            Op::DeleteSetting {
+                key: key.to_owned(),
+            },
+        );
+    }
+
+    /// Whether the batch has no operations (committing it would be a no-op).
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+
+    /// Roughly how many bytes the batch holds, so a queue can bound its memory.
+    pub fn approx_bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Appends all of `other`'s operations after this batch's, keeping their order.
+    pub fn extend(&mut self, other: WriteBatch) {
+        self.ops.extend(other.ops);
+        self.bytes += other.bytes;
+    }
+
+    fn push(&mut self, payload: usize, op: Op) {
+        // A fixed overhead per op keeps many tiny ops from looking free.
+        self.bytes += payload + 64;
+        self.ops.push(op);
+    }
+
+    /// Applies every operation inside `txn`; the first error aborts the whole batch
+    /// (the caller drops the transaction without committing).
+    pub(crate) fn apply(self, txn: &WriteTransaction, path: &Path) -> Result<(), StoreError> {
+        let mut tables = Tables::open(txn, path)?;
+        for op in self.ops {
+            tables.apply(op)?;
+        }
+        Ok(())
+    }
+}
+
+fn info_len(info: &DocInfo) -> usize {
+    info.kind.len() + info.title.len()
+}
+
+/// The writable tables of one transaction, plus the file path for error messages.
+struct Tables<'txn> {
+    path: &'txn Path,
+    documents: Table<'txn, DocKey, &'static [u8]>,
+    snapshots: Table<'txn, DocKey, &'static [u8]>,
+    changes: Table<'txn, (DocKey, u64), &'static [u8]>,
+    settings: Table<'txn, &'static str, &'static [u8]>,
+}
+
+impl<'txn> Tables<'txn> {
+    fn open(txn: &'txn WriteTransaction, path: &'txn Path) -> Result<Tables<'txn>, StoreError> {
+        Ok(Tables {
+            path,
+            documents: txn.open_table(DOCUMENTS).map_err(StoreError::redb(path))?,
+            snapshots: txn.open_table(SNAPSHOTS).map_err(StoreError::redb(path))?,
+            changes: txn.open_table(CHANGES).map_err(StoreError::redb(path))?,
+            settings: txn.open_table(SETTINGS).map_err(StoreError::redb(path))?,
+        })
+    }
+
+    fn apply(&mut self, op: Op) -> Result<(), StoreError> {
+        match op {
+            Op::PutDocument {
+                id,
+                info,
+                snapshot,
+                snapshot_changes,
+            } => self.put_document(id, info, &snapshot, snapshot_changes),
+            Op::SetInfo { id, info } => self.set_info(id, info),
+            Op::AppendChanges {
+                id,
+                bytes,
+                change_count,
+            } => self.append_changes(id, &bytes, change_count),
+            Op::Compact {
+                id,
+                snapshot,
+                snapshot_changes,
+            } => self.compact(id, &snapshot, snapshot_changes),
+            Op::PutSetting { key, value } => {
+                self.settings
+                    .insert(key.as_str(), value.as_slice())
+                    .map_err(StoreError::redb(self.path))?;
+                Ok(())
+            }
+            Op::DeleteSetting { key } => {
+                self.settings
+                    .remove(key.as_str())
+                    .map_err(StoreError::redb(self.path))?;
+                Ok(())
+            }
+        }
+    }
+
+    fn record(&self, id: &DocKey) -> Result<Option<DocRecord>, StoreError> {
+        let Some(bytes) = self
+            .documents
+            .get(id)
+            .map_err(StoreError::redb(self.path))?
+        else {
+            return Ok(None);
+        };
+        DocRecord::decode(bytes.value())
+            .map(Some)
+            .map_err(|detail| StoreError::corrupt(self.path, detail))
+    }
+
+    fn existing(&self, id: &DocKey) -> Result<DocRecord, StoreError> {
+        self.record(id)?.ok_or_else(|| StoreError::UnknownDocument {
+            id: tables::doc_hex(id),
+        })
+    }
+
+    fn write_record(&mut self, id: &DocKey, record: &DocRecord) -> Result<(), StoreError> {
+        self.documents
+            .insert(id, record.encode().as_slice())
+            .map_err(StoreError::redb(self.path))?;
+        Ok(())
+    }
+
+    fn write_snapshot(&mut self, id: &DocKey, snapshot: &[u8]) -> Result<(), StoreError> {
+        self.snapshots
+            .insert(id, snapshot)
+            .map_err(StoreError::redb(self.path))?;
+        Ok(())
+    }
+
+    /// Deletes the whole log of `id` (every entry present now).
+    fn clear_log(&mut self, id: DocKey) -> Result<(), StoreError> {
+        self.changes
+            .retain_in((id, 0)..=(id, u64::MAX), |_, _| false)
+            .map_err(StoreError::redb(self.path))
+    }
+
+    fn put_document(
+        &mut self,
+        id: DocKey,
+        info: DocInfo,
+        snapshot: &[u8],
+        snapshot_changes: u64,
+    ) -> Result<(), StoreError> {
+        let next_seq = self.record(&id)?.map_or(1, |old| old.next_seq);
+        self.clear_log(id)?;
+        self.write_snapshot(&id, snapshot)?;
+        self.write_record(&id, &DocRecord::new(info, snapshot_changes, next_seq))
+    }
+
+    fn set_info(&mut self, id: DocKey, info: DocInfo) -> Result<(), StoreError> {
+        let mut record = self.existing(&id)?;
+        record.info = info;
+        self.write_record(&id, &record)
+    }
+
+    fn append_changes(&mut self, id: DocKey, bytes: &[u8], count: u64) -> Result<(), StoreError> {
+        let mut record = self.existing(&id)?;
+        let seq = record.next_seq;
+        self.changes
+            .insert((id, seq), bytes)
+            .map_err(StoreError::redb(self.path))?;
+        record.next_seq = seq.saturating_add(1);
+        record.log_changes = record.log_changes.saturating_add(count);
+        record.log_bytes = record.log_bytes.saturating_add(bytes.len() as u64);
+        self.write_record(&id, &record)
+    }
+
+    fn compact(
+        &mut self,
+        id: DocKey,
+        snapshot: &[u8],
+        snapshot_changes: u64,
+    ) -> Result<(), StoreError> {
+        let record = self.existing(&id)?;
+        self.clear_log(id)?;
+        self.write_snapshot(&id, snapshot)?;
+        let fresh = DocRecord::new(record.info, snapshot_changes, record.next_seq);
+        self.write_record(&id, &fresh)
+    }
+}

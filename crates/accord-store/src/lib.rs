@@ -1,0 +1,76 @@
+//! The durable local replica: the only crate that opens redb files.
+//!
+//! A data folder (chosen by the CLI, never here) holds:
+//!
+//! | file           | what                                                         |
+//! |----------------|--------------------------------------------------------------|
+//! | `replica.redb` | the redb database, layout below                              |
+//! | `org.key`      | the organisation's secret seed (`accord-org-key v1\n<hex>\n`, mode 0600) |
+//! | `accord.lock`  | exclusive advisory lock + holder's pid: one live [`Replica`] per folder |
+//!
+//! # Tables
+//!
+//! | table       | key                 | value                                                   |
+//! |-------------|---------------------|---------------------------------------------------------|
+//! | `meta`      | `&str`              | `schema_version` (u32 LE), `org_name` (UTF-8), `created_at` (i64 LE unix secs), `org_public_key` (32 bytes) |
+//! | `documents` | [`DocKey`]          | record v1: `1u8`, partnership (16 bytes), kind and title (u32 LE length + UTF-8), then u64 LE `snapshot_changes`, `log_changes`, `log_bytes`, `next_seq` |
+//! | `snapshots` | [`DocKey`]          | latest `AutoCommit::save` of the document                |
+//! | `changes`   | `(DocKey, u64 seq)` | one log entry: raw Automerge change chunks, concatenated |
+//! | `settings`  | `&str`              | small values for later features (peers etc.)             |
+//!
+//! A document is its snapshot plus its log in `seq` order; one range scan of
+//! `changes` loads the log. Sequence numbers only grow (`next_seq`), even across
+//! compactions, so an entry's key is never reused.
+//!
+//! # Durability
+//!
+//! [`Replica::commit`] applies a [`WriteBatch`] in one write transaction with
+//! `Durability::Immediate`. [`CommitQueue`] groups many batches into one such
+//! transaction so that keystrokes do not each wait for an fsync.
+//!
+//! # Damaged and foreign files
+//!
+//! Opening refuses, before anything writes: a file that is not redb
+//! ([`StoreError::NotAReplica`]), a redb file without Accord's `meta`, a newer
+//! schema ([`StoreError::TooNew`]), a missing or damaged key file. Every page
+//! checksum is verified on open, and panics inside redb are turned into
+//! [`StoreError::Corrupt`]. The one write that can precede the schema check is
+//! redb's own crash recovery, needed when the file was not closed cleanly
+//! (a read-only handle cannot read such a file).
+
+#![warn(missing_docs)]
+
+mod batch;
+mod commit_queue;
+mod db_file;
+mod error;
+mod key_file;
+mod lock;
+mod replica;
+mod tables;
+
+#[cfg(test)]
+mod tests;
+
+pub use batch::WriteBatch;
+pub use commit_queue::{CommitQueue, MAX_PENDING_BYTES, Ticket};
+pub use error::StoreError;
+pub use replica::{Replica, StoredDocument};
+pub use tables::SCHEMA_VERSION;
+
+/// A document's raw 128-bit id; roster documents use their partnership's id.
+///
+/// Raw bytes (not a model type) so this crate does not depend on the model.
+pub type DocKey = [u8; 16];
+
+/// What a document is, stored beside its content so listing documents does
+/// not require loading any Automerge data.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DocInfo {
+    /// The partnership the document belongs to (its own id for a roster).
+    pub partnership: DocKey,
+    /// The document's kind, as named by the model crate (e.g. "agreement", "roster").
+    pub kind: String,
+    /// A human title, for listings.
+    pub title: String,
+}

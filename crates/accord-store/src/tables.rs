@@ -1,0 +1,200 @@
+//! Table definitions and the byte layout of every record this crate writes.
+//!
+//! Records are encoded by hand (little-endian, length-prefixed strings) so the
+//! on-disk format is fixed by this file alone, not by a serializer's version.
+
+use redb::TableDefinition;
+
+use crate::DocInfo;
+use crate::DocKey;
+
+/// Replica-wide facts: schema version, organisation name, creation time, public key.
+pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+/// One [`DocRecord`] per document.
+pub(crate) const DOCUMENTS: TableDefinition<DocKey, &[u8]> = TableDefinition::new("documents");
+/// The latest compacted Automerge snapshot (`AutoCommit::save`) of each document.
+pub(crate) const SNAPSHOTS: TableDefinition<DocKey, &[u8]> = TableDefinition::new("snapshots");
+/// Change-log entries, keyed by (document, sequence number) so one range scan loads a log.
+pub(crate) const CHANGES: TableDefinition<(DocKey, u64), &[u8]> = TableDefinition::new("changes");
+/// Free-form small settings for later features (known peers etc.).
+pub(crate) const SETTINGS: TableDefinition<&str, &[u8]> = TableDefinition::new("settings");
+
+/// `meta` key: schema version, `u32` little-endian.
+pub(crate) const META_SCHEMA_VERSION: &str = "schema_version";
+/// `meta` key: organisation name, UTF-8.
+pub(crate) const META_ORG_NAME: &str = "org_name";
+/// `meta` key: creation time, unix seconds as `i64` little-endian.
+pub(crate) const META_CREATED_AT: &str = "created_at";
+/// `meta` key: the organisation's public key (32 bytes), to detect a swapped key file.
+pub(crate) const META_ORG_KEY: &str = "org_public_key";
+
+/// The schema version this build writes and the newest it can read.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Encoding version of [`DocRecord`]; bumped only together with [`SCHEMA_VERSION`].
+const RECORD_V1: u8 = 1;
+
+/// A document's row in `documents`: its description plus counters kept in step
+/// with `snapshots` and `changes`, so callers can decide when to compact
+/// without reading the log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct DocRecord {
+    pub info: DocInfo,
+    /// Number of changes folded into the snapshot.
+    pub snapshot_changes: u64,
+    /// Number of changes in the log (sum of the counts given to `append_changes`).
+    pub log_changes: u64,
+    /// Total bytes in the log.
+    pub log_bytes: u64,
+    /// Sequence number the next log entry gets; never reused, even after compaction.
+    pub next_seq: u64,
+}
+
+impl DocRecord {
+    /// A fresh record for a document whose whole state is in its snapshot.
+    pub(crate) fn new(info: DocInfo, snapshot_changes: u64, next_seq: u64) -> DocRecord {
+        DocRecord {
+            info,
+            snapshot_changes,
+            log_changes: 0,
+            log_bytes: 0,
+            next_seq,
+        }
+    }
+
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(64 + self.info.kind.len() + self.info.title.len());
+        out.push(RECORD_V1);
+        out.extend_from_slice(&self.info.partnership);
+        put_str(&mut out, &self.info.kind);
+        put_str(&mut out, &self.info.title);
+        for n in [
+            self.snapshot_changes,
+            self.log_changes,
+            self.log_bytes,
+            self.next_seq,
+        ] {
+            out.extend_from_slice(&n.to_le_bytes());
+        }
+        out
+    }
+
+    /// Decodes a record; the error text says what is malformed.
+    pub(crate) fn decode(bytes: &[u8]) -> Result<DocRecord, String> {
+        let mut r = Reader(bytes);
+        let version = r.u8()?;
+        if version != RECORD_V1 {
+            return Err(format!("document record has unknown version {version}"));
+        }
+        let record = DocRecord {
+            info: DocInfo {
+                partnership: r.array()?,
+                kind: r.string()?,
+                title: r.string()?,
+            },
+            snapshot_changes: r.u64()?,
+            log_changes: r.u64()?,
+            log_bytes: r.u64()?,
+            next_seq: r.u64()?,
+        };
+        if !r.0.is_empty() {
+            return Err("document record has trailing bytes".to_owned());
+        }
+        Ok(record)
+    }
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    // Kind and title are short human text; a u32 length is ample.
+    let len = u32::try_from(s.len()).unwrap_or(u32::MAX);
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(&s.as_bytes()[..len as usize]);
+}
+
+/// A cursor over untrusted bytes; every read is bounds-checked.
+struct Reader<'a>(&'a [u8]);
+
+impl Reader<'_> {
+    fn take(&mut self, n: usize) -> Result<&[u8], String> {
+        if self.0.len() < n {
+            return Err("document record is truncated".to_owned());
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Ok(head)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], String> {
+        let mut out = [0u8; N];
+        out.copy_from_slice(self.take(N)?);
+        Ok(out)
+    }
+
+    fn u8(&mut self) -> Result<u8, String> {
+        Ok(self.array::<1>()?[0])
+    }
+
+    fn u32(&mut self) -> Result<u32, String> {
+        Ok(u32::from_le_bytes(self.array()?))
+    }
+
+    fn u64(&mut self) -> Result<u64, String> {
+        Ok(u64::from_le_bytes(self.array()?))
+    }
+
+    fn string(&mut self) -> Result<String, String> {
+        let len = self.u32()? as usize;
+        let bytes = self.take(len)?;
+        String::from_utf8(bytes.to_vec())
+            .map_err(|_| "document record has non-UTF-8 text".to_owned())
+    }
+}
+
+/// Decodes the `schema_version` value of `meta`.
+pub(crate) fn decode_u32(bytes: &[u8]) -> Option<u32> {
+    Some(u32::from_le_bytes(bytes.try_into().ok()?))
+}
+
+/// Lowercase hex of a document id, for error messages.
+pub(crate) fn doc_hex(id: &DocKey) -> String {
+    id.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record() -> DocRecord {
+        DocRecord {
+            info: DocInfo {
+                partnership: [7; 16],
+                kind: "agreement".into(),
+                title: "Data sharing ✓".into(),
+            },
+            snapshot_changes: 3,
+            log_changes: 4,
+            log_bytes: 500,
+            next_seq: 9,
+        }
+    }
+
+    #[test]
+    fn record_round_trips() {
+        let rec = record();
+        assert_eq!(DocRecord::decode(&rec.encode()).unwrap(), rec);
+    }
+
+    #[test]
+    fn every_truncation_and_bad_version_is_an_error() {
+        let bytes = record().encode();
+        for len in 0..bytes.len() {
+            assert!(DocRecord::decode(&bytes[..len]).is_err(), "len {len}");
+        }
+        let mut extra = bytes.clone();
+        extra.push(0);
+        assert!(DocRecord::decode(&extra).is_err());
+        let mut wrong = bytes;
+        wrong[0] = 2;
+        assert!(DocRecord::decode(&wrong).is_err());
+    }
+}

@@ -1,0 +1,186 @@
+use super::*;
+use crate::{StoreError, WriteBatch};
+
+/// Stores `editor`'s current state as a new document, then types `words` as log entries.
+fn store_with_log(replica: &Replica, editor: &mut Editor, words: &[&str]) {
+    let mut batch = WriteBatch::new();
+    batch.put_document(DOC, info("Data sharing"), editor.doc.save(), 1);
+    replica.commit(batch).unwrap();
+    for word in words {
+        let change = editor.type_text(word);
+        let mut batch = WriteBatch::new();
+        batch.append_changes(DOC, change, 1);
+        replica.commit(batch).unwrap();
+    }
+}
+
+#[test]
+fn snapshot_plus_log_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let replica = new_replica(dir.path());
+    let mut editor = Editor::new();
+    store_with_log(&replica, &mut editor, &["Hello", ", ", "world"]);
+    drop(replica);
+
+    let replica = Replica::open(dir.path()).unwrap();
+    let stored = replica.load_document(&DOC).unwrap().unwrap();
+    assert_eq!(stored.info, info("Data sharing"));
+    assert_eq!(stored.changes.len(), 3);
+    assert_eq!(stored.log_changes, 3);
+    let log_bytes: usize = stored.changes.iter().map(Vec::len).sum();
+    assert_eq!(stored.log_bytes, log_bytes as u64);
+    let (text, heads) = rebuild(&stored);
+    assert_eq!(text, "Hello, world");
+    assert_eq!(text, editor.text());
+    assert_eq!(heads, editor.heads());
+}
+
+#[test]
+fn one_entry_may_hold_several_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let replica = new_replica(dir.path());
+    let mut editor = Editor::new();
+    store_with_log(&replica, &mut editor, &[]);
+    let mut entry = editor.type_text("a");
+    entry.extend(editor.type_text("b"));
+    let mut batch = WriteBatch::new();
+    batch.append_changes(DOC, entry, 2);
+    replica.commit(batch).unwrap();
+
+    let stored = replica.load_document(&DOC).unwrap().unwrap();
+    assert_eq!((stored.changes.len(), stored.log_changes), (1, 2));
+    assert_eq!(rebuild(&stored), (editor.text(), editor.heads()));
+}
+
+#[test]
+fn compaction_keeps_content_and_empties_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let replica = new_replica(dir.path());
+    let mut editor = Editor::new();
+    store_with_log(&replica, &mut editor, &["one ", "two ", "three"]);
+
+    let mut batch = WriteBatch::new();
+    batch.compact(DOC, editor.doc.save(), 4);
+    replica.commit(batch).unwrap();
+    drop(replica);
+
+    let replica = Replica::open(dir.path()).unwrap();
+    let stored = replica.load_document(&DOC).unwrap().unwrap();
+    assert!(stored.changes.is_empty());
+    assert_eq!((stored.log_changes, stored.log_bytes), (0, 0));
+    assert_eq!(stored.snapshot_changes, 4);
+    assert_eq!(rebuild(&stored), ("one two three".into(), editor.heads()));
+}
+
+#[test]
+fn compaction_in_a_batch_only_drops_earlier_appends() {
+    let dir = tempfile::tempdir().unwrap();
+    let replica = new_replica(dir.path());
+    let mut editor = Editor::new();
+    store_with_log(&replica, &mut editor, &[]);
+
+    let mut batch = WriteBatch::new();
+    batch.append_changes(DOC, editor.type_text("a"), 1);
+    batch.compact(DOC, editor.doc.save(), 2);
+    batch.append_changes(DOC, editor.type_text("b"), 1);
+    replica.commit(batch).unwrap();
+
+    let stored = replica.load_document(&DOC).unwrap().unwrap();
+    assert_eq!(stored.changes.len(), 1);
+    assert_eq!(rebuild(&stored), ("ab".into(), editor.heads()));
+}
+
+#[test]
+fn a_batch_touching_an_unknown_document_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let replica = new_replica(dir.path());
+    let mut editor = Editor::new();
+
+    let mut batch = WriteBatch::new();
+    batch.put_document(DOC, info("New"), editor.doc.save(), 1);
+    batch.put_setting("x", b"1".to_vec());
+    batch.append_changes([2; 16], editor.type_text("lost"), 1);
+    let err = replica.commit(batch).unwrap_err();
+    assert!(matches!(err, StoreError::UnknownDocument { .. }), "{err:?}");
+    assert!(err.to_string().contains(&"02".repeat(16)));
+
+    assert!(replica.documents().unwrap().is_empty());
+    assert_eq!(replica.load_document(&DOC).unwrap(), None);
+    assert_eq!(replica.get_setting("x").unwrap(), None);
+    for op in [set_info_batch(), compact_batch()] {
+        assert!(matches!(
+            replica.commit(op),
+            Err(StoreError::UnknownDocument { .. })
+        ));
+    }
+}
+
+fn set_info_batch() -> WriteBatch {
+    let mut batch = WriteBatch::new();
+    batch.set_info([3; 16], info("x"));
+    batch
+}
+
+fn compact_batch() -> WriteBatch {
+    let mut batch = WriteBatch::new();
+    batch.compact([3; 16], vec![], 0);
+    batch
+}
+
+#[test]
+fn documents_are_listed_sorted_with_current_info() {
+    let dir = tempfile::tempdir().unwrap();
+    let replica = new_replica(dir.path());
+    let mut batch = WriteBatch::new();
+    for id in [[5; 16], [1; 16], [3; 16]] {
+        batch.put_document(id, info("untitled"), AutoCommit::new().save(), 0);
+    }
+    batch.set_info([3; 16], info("renamed"));
+    assert!(!batch.is_empty());
+    replica.commit(batch).unwrap();
+
+    let listed = replica.documents().unwrap();
+    let ids: Vec<DocKey> = listed.iter().map(|(id, _)| *id).collect();
+    assert_eq!(ids, vec![[1; 16], [3; 16], [5; 16]]);
+    assert_eq!(listed[1].1.title, "renamed");
+    assert!(WriteBatch::new().is_empty());
+    replica.commit(WriteBatch::new()).unwrap();
+}
+
+#[test]
+fn put_document_replaces_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let replica = new_replica(dir.path());
+    let mut editor = Editor::new();
+    store_with_log(&replica, &mut editor, &["x", "y"]);
+    let mut batch = WriteBatch::new();
+    batch.put_document(DOC, info("Replaced"), editor.doc.save(), 3);
+    replica.commit(batch).unwrap();
+    let stored = replica.load_document(&DOC).unwrap().unwrap();
+    assert!(stored.changes.is_empty());
+    assert_eq!(stored.info.title, "Replaced");
+    assert_eq!(rebuild(&stored).0, "xy");
+}
+
+#[test]
+fn compact_file_shrinks_after_deleting_a_large_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut replica = new_replica(dir.path());
+    let mut editor = Editor::new();
+    store_with_log(&replica, &mut editor, &[]);
+    let mut batch = WriteBatch::new();
+    for _ in 0..200 {
+        batch.append_changes(DOC, vec![0xAB; 64 * 1024], 1);
+    }
+    replica.commit(batch).unwrap();
+    let big = replica.file_size().unwrap();
+
+    let mut batch = WriteBatch::new();
+    batch.compact(DOC, editor.doc.save(), 1);
+    replica.commit(batch).unwrap();
+    replica.compact_file().unwrap();
+    let small = replica.file_size().unwrap();
+    assert!(small < big / 2, "{small} should be well below {big}");
+    let stored = replica.load_document(&DOC).unwrap().unwrap();
+    assert_eq!(rebuild(&stored).1, editor.heads());
+}
