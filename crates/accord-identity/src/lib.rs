@@ -221,7 +221,10 @@ mod tests {
 
     #[test]
     fn malformed_public_keys_are_refused() {
-        assert!(matches!("abc".parse::<OrgKey>(), Err(IdentityError::BadPublicKey(_))));
+        assert!(matches!(
+            "abc".parse::<OrgKey>(),
+            Err(IdentityError::BadPublicKey(_))
+        ));
         assert!("zz".repeat(32).parse::<OrgKey>().is_err());
     }
 

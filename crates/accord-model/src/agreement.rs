@@ -6,15 +6,18 @@
 //! member's key (hex) to a map of fields.
 
 use accord_identity::OrgKey;
-use automerge::{transaction::Transactable, ActorId, AutoCommit, ObjId, ObjType, ReadDoc, ScalarValue, Value, ROOT};
+use automerge::{
+    ActorId, AutoCommit, ObjId, ObjType, ROOT, ReadDoc, ScalarValue, Value,
+    transaction::Transactable,
+};
 use sha2::{Digest, Sha256};
 
-use crate::document::{commit, CommittedChange};
-use crate::path::{parse_path, ItemRef, Target};
-use crate::roster::{scalar_str, RosterView, SCHEMA_VERSION};
-use crate::schema::{check_scalar, DocKind, Field, Section, Shape, ValueType};
+use crate::document::{CommittedChange, commit};
+use crate::path::{ItemRef, Target, parse_path};
+use crate::roster::{RosterView, SCHEMA_VERSION, scalar_str};
+use crate::schema::{DocKind, Field, Section, Shape, ValueType, check_scalar};
 use crate::view::{AgreementView, EntryView, FieldView, ItemView, SectionContent, SectionView};
-use crate::{template, DocId, ModelError, PartnershipId};
+use crate::{DocId, ModelError, PartnershipId, template};
 
 /// One agreement (an MOU, shared values, or a dispute process).
 #[derive(Debug)]
@@ -57,7 +60,8 @@ impl Agreement {
             Some((Value::Object(ObjType::Map), meta)) => meta,
             _ => return Err(malformed("it has no accord metadata".into())),
         };
-        let kind = scalar_str(&doc, &meta, "kind").ok_or_else(|| malformed("it has no kind".into()))?;
+        let kind =
+            scalar_str(&doc, &meta, "kind").ok_or_else(|| malformed("it has no kind".into()))?;
         let kind: DocKind = kind.parse()?;
         Ok(Self { id, kind, doc })
     }
@@ -109,23 +113,38 @@ impl Agreement {
             Target::List(section) => Err(ModelError::WrongShape {
                 path: path.to_owned(),
                 what: "a list",
-                hint: format!("add an item with `accord doc add DOC {} FIELD=VALUE ...`", section.key),
+                hint: format!(
+                    "add an item with `accord doc add DOC {} FIELD=VALUE ...`",
+                    section.key
+                ),
             }),
         }
     }
 
     /// Appends an item to a list section and returns its stable id.
-    pub fn add_item(&mut self, list: &str, values: &[(String, String)], roster: &RosterView) -> Result<String, ModelError> {
+    pub fn add_item(
+        &mut self,
+        list: &str,
+        values: &[(String, String)],
+        roster: &RosterView,
+    ) -> Result<String, ModelError> {
         let section = match parse_path(self.kind, list)? {
             Target::List(section) => section,
             _ => return Err(not_a_list(list)),
         };
-        for (key, _) in values {
-            section.field(key).ok_or_else(|| ModelError::UnknownField {
+        // Check every value before inserting, so a refused value adds nothing.
+        for (key, value) in values {
+            let field = section.field(key).ok_or_else(|| ModelError::UnknownField {
                 kind: self.kind.as_str().into(),
                 path: format!("{list}.{key}"),
-                known: section.fields().iter().map(|f| f.key).collect::<Vec<_>>().join(", "),
+                known: section
+                    .fields()
+                    .iter()
+                    .map(|f| f.key)
+                    .collect::<Vec<_>>()
+                    .join(", "),
             })?;
+            check_value(field, value, roster)?;
         }
         let list_obj = self.seq_at(section.key)?;
         let len = self.doc.length(&list_obj);
@@ -151,7 +170,7 @@ impl Agreement {
                     path: path.to_owned(),
                     what: "not a list item",
                     hint: "name an item as LIST.N, e.g. milestones.2".into(),
-                })
+                });
             }
         };
         let list = self.seq_at(section.key)?;
@@ -179,14 +198,27 @@ impl Agreement {
     }
 
     /// Splices text at a character position (Unicode code points).
-    pub fn splice_text(&mut self, text: &ObjId, pos: usize, delete: isize, insert: &str) -> Result<(), ModelError> {
+    pub fn splice_text(
+        &mut self,
+        text: &ObjId,
+        pos: usize,
+        delete: isize,
+        insert: &str,
+    ) -> Result<(), ModelError> {
         self.doc.splice_text(text, pos, delete, insert)?;
         Ok(())
     }
 
     /// Reads the whole agreement at its current version.
-    pub fn view(&mut self, roster: &RosterView) -> AgreementView {
-        let heads = self.doc.get_heads().iter().map(|h| h.to_string()).collect();
+    /// Reads the whole agreement. `heads` names the last committed version;
+    /// reading never commits pending edits (Automerge's `get_heads` would).
+    pub fn view(&self, roster: &RosterView) -> AgreementView {
+        let heads = self
+            .doc
+            .base_heads()
+            .iter()
+            .map(|h| h.to_string())
+            .collect();
         let sections = self
             .kind
             .schema()
@@ -233,15 +265,28 @@ impl Agreement {
     }
 
     /// Creates a member's entry in every per-organisation section, so the
-    /// first edits by two partners do not race to create it.
-    pub(crate) fn ensure_org_entries(&mut self, org: &OrgKey) -> Result<(), ModelError> {
-        for section in self.kind.schema().iter().filter(|s| matches!(s.shape, Shape::PerOrg(_))) {
+    /// first edits by two partners do not race to create it (concurrent
+    /// creations of one map key keep only one of the maps). Called once, by
+    /// whoever creates the agreement or adds the member.
+    pub fn ensure_org_entries(&mut self, org: &OrgKey) -> Result<(), ModelError> {
+        for section in self
+            .kind
+            .schema()
+            .iter()
+            .filter(|s| matches!(s.shape, Shape::PerOrg(_)))
+        {
             self.org_entry(section, org)?;
         }
         Ok(())
     }
 
-    fn put_field(&mut self, obj: &ObjId, field: &Field, value: &str, roster: &RosterView) -> Result<(), ModelError> {
+    fn put_field(
+        &mut self,
+        obj: &ObjId,
+        field: &Field,
+        value: &str,
+        roster: &RosterView,
+    ) -> Result<(), ModelError> {
         match field.ty {
             ValueType::Text => self.put_text(obj, field.key, value),
             ValueType::Days => {
@@ -259,7 +304,9 @@ impl Agreement {
                 let canonical = check_scalar(field, value)?;
                 if canonical.is_empty() {
                     self.doc.delete(obj, field.key)?;
-                } else if scalar_str(&self.doc, obj, field.key).as_deref() != Some(canonical.as_str()) {
+                } else if scalar_str(&self.doc, obj, field.key).as_deref()
+                    != Some(canonical.as_str())
+                {
                     self.doc.put(obj, field.key, canonical)?;
                 }
                 Ok(())
@@ -311,13 +358,26 @@ impl Agreement {
         let index = self.item_index(section, &list, item)?;
         match self.doc.get(&list, index)? {
             Some((Value::Object(ObjType::Map), obj)) => Ok(obj),
-            _ => Err(malformed(format!("{}.{} is not an item", section.key, index + 1))),
+            _ => Err(malformed(format!(
+                "{}.{} is not an item",
+                section.key,
+                index + 1
+            ))),
         }
     }
 
-    fn item_index(&self, section: &Section, list: &ObjId, item: &ItemRef) -> Result<usize, ModelError> {
+    fn item_index(
+        &self,
+        section: &Section,
+        list: &ObjId,
+        item: &ItemRef,
+    ) -> Result<usize, ModelError> {
         let len = self.doc.length(list);
-        let missing = |shown: String| ModelError::NoSuchItem { list: section.key.to_owned(), item: shown, len };
+        let missing = |shown: String| ModelError::NoSuchItem {
+            list: section.key.to_owned(),
+            item: shown,
+            len,
+        };
         match item {
             ItemRef::Position(n) if (1..=len).contains(n) => Ok(n - 1),
             ItemRef::Position(n) => Err(missing(n.to_string())),
@@ -338,13 +398,17 @@ impl Agreement {
                 SectionContent::Group(self.read_fields(obj.as_ref(), fields))
             }
             Shape::List(fields) => SectionContent::List(self.read_items(section.key, fields)),
-            Shape::PerOrg(fields) => SectionContent::PerOrg(self.read_entries(section.key, fields, roster)),
+            Shape::PerOrg(fields) => {
+                SectionContent::PerOrg(self.read_entries(section.key, fields, roster))
+            }
             Shape::Parties => SectionContent::Parties(roster.members.clone()),
         }
     }
 
     fn read_items(&self, key: &str, fields: &[Field]) -> Vec<ItemView> {
-        let Some(list) = self.existing(&ROOT, key) else { return Vec::new() };
+        let Some(list) = self.existing(&ROOT, key) else {
+            return Vec::new();
+        };
         (0..self.doc.length(&list))
             .filter_map(|i| match self.doc.get(&list, i) {
                 Ok(Some((Value::Object(ObjType::Map), obj))) => Some(ItemView {
@@ -359,7 +423,9 @@ impl Agreement {
     /// Entries for current members first (in roster order), then any
     /// former members whose entries are still in the document.
     fn read_entries(&self, key: &str, fields: &[Field], roster: &RosterView) -> Vec<EntryView> {
-        let Some(map) = self.existing(&ROOT, key) else { return Vec::new() };
+        let Some(map) = self.existing(&ROOT, key) else {
+            return Vec::new();
+        };
         let mut orgs: Vec<OrgKey> = roster.members.iter().map(|m| m.key).collect();
         for stored in self.doc.keys(&map).filter_map(|k| k.parse::<OrgKey>().ok()) {
             if !orgs.contains(&stored) {
@@ -382,14 +448,18 @@ impl Agreement {
                 key: field.key,
                 label: field.label,
                 ty: field.ty,
-                value: obj.map(|o| self.scalar_or_text(o, field)).unwrap_or_default(),
+                value: obj
+                    .map(|o| self.scalar_or_text(o, field))
+                    .unwrap_or_default(),
             })
             .collect()
     }
 
     fn scalar_or_text(&self, obj: &ObjId, field: &Field) -> String {
         match self.doc.get(obj, field.key) {
-            Ok(Some((Value::Object(ObjType::Text), text))) => self.doc.text(&text).unwrap_or_default(),
+            Ok(Some((Value::Object(ObjType::Text), text))) => {
+                self.doc.text(&text).unwrap_or_default()
+            }
             Ok(Some((Value::Scalar(v), _))) => match v.as_ref() {
                 ScalarValue::Str(s) => s.to_string(),
                 ScalarValue::Int(n) => n.to_string(),
@@ -402,7 +472,9 @@ impl Agreement {
 
     fn text_at(&self, parent: &ObjId, key: &str) -> String {
         match self.doc.get(parent, key) {
-            Ok(Some((Value::Object(ObjType::Text), text))) => self.doc.text(&text).unwrap_or_default(),
+            Ok(Some((Value::Object(ObjType::Text), text))) => {
+                self.doc.text(&text).unwrap_or_default()
+            }
             _ => String::new(),
         }
     }
@@ -421,10 +493,18 @@ fn short_item_id(obj: &ObjId) -> String {
     let digest = Sha256::digest(obj.to_string().as_bytes());
     let id = data_encoding::BASE32_DNSSEC.encode(&digest[..5]);
     // An id that looks like a small number would be read as a position.
-    if id.chars().all(|c| c.is_ascii_digit()) { format!("i{}", &id[1..]) } else { id }
+    if id.chars().all(|c| c.is_ascii_digit()) {
+        format!("i{}", &id[1..])
+    } else {
+        id
+    }
 }
 
-fn single_field(section: &'static Section, field: Option<&'static Field>, path: &str) -> Result<&'static Field, ModelError> {
+fn single_field(
+    section: &'static Section,
+    field: Option<&'static Field>,
+    path: &str,
+) -> Result<&'static Field, ModelError> {
     match (field, section.fields()) {
         (Some(field), _) => Ok(field),
         (None, [only]) => Ok(only),
@@ -433,16 +513,35 @@ fn single_field(section: &'static Section, field: Option<&'static Field>, path: 
             what: "an item with several fields",
             hint: format!(
                 "name one of them: {}",
-                fields.iter().map(|f| format!("{path}.{}", f.key)).collect::<Vec<_>>().join(", ")
+                fields
+                    .iter()
+                    .map(|f| format!("{path}.{}", f.key))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         }),
     }
 }
 
+/// Whether `value` would be accepted by `put_field`, without writing anything.
+fn check_value(field: &Field, value: &str, roster: &RosterView) -> Result<(), ModelError> {
+    match field.ty {
+        ValueType::Org if !value.trim().is_empty() => roster.resolve_member(value).map(|_| ()),
+        _ => check_scalar(field, value).map(|_| ()),
+    }
+}
+
 fn not_a_list(path: &str) -> ModelError {
-    ModelError::WrongShape { path: path.to_owned(), what: "not a list", hint: "lists are objectives, milestones, values, ground_rules and steps".into() }
+    ModelError::WrongShape {
+        path: path.to_owned(),
+        what: "not a list",
+        hint: "lists are objectives, milestones, values, ground_rules and steps".into(),
+    }
 }
 
 fn malformed(detail: String) -> ModelError {
-    ModelError::Malformed { expected: "agreement", detail }
+    ModelError::Malformed {
+        expected: "agreement",
+        detail,
+    }
 }

@@ -1,6 +1,6 @@
 //! What rosters and agreements share: loading, actors and committing.
 
-use accord_identity::{OrgSecret, ACTOR_SUFFIX_LEN};
+use accord_identity::{ACTOR_SUFFIX_LEN, OrgSecret};
 use automerge::{ActorId, AutoCommit, ChangeHash};
 
 use crate::ModelError;
@@ -42,5 +42,8 @@ pub(crate) fn commit(doc: &mut AutoCommit, message: &str, now: i64) -> Option<Co
     let hash = doc.commit_with(options)?;
     let change = doc.get_last_local_change()?;
     debug_assert_eq!(change.hash(), hash);
-    Some(CommittedChange { hash, bytes: change.raw_bytes().to_vec() })
+    Some(CommittedChange {
+        hash,
+        bytes: change.raw_bytes().to_vec(),
+    })
 }

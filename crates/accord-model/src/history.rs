@@ -45,7 +45,10 @@ impl FieldChange {
     pub fn describe(&self) -> String {
         let mut parts = Vec::new();
         if self.chars_added > 0 || self.chars_removed > 0 {
-            parts.push(format!("+{} -{} chars", self.chars_added, self.chars_removed));
+            parts.push(format!(
+                "+{} -{} chars",
+                self.chars_added, self.chars_removed
+            ));
         }
         if self.items_added > 0 {
             parts.push(plural(self.items_added, "item added", "items added"));
@@ -61,7 +64,11 @@ impl FieldChange {
 }
 
 fn plural(n: usize, one: &str, many: &str) -> String {
-    if n == 1 { format!("1 {one}") } else { format!("{n} {many}") }
+    if n == 1 {
+        format!("1 {one}")
+    } else {
+        format!("{n} {many}")
+    }
 }
 
 /// Every change of `doc` in causal order, each with what it changed.
@@ -90,14 +97,21 @@ pub fn history(doc: &mut AutoCommit) -> Vec<HistoryEntry> {
 fn summarise(patches: &[Patch]) -> ChangeSummary {
     let mut fields: BTreeMap<String, FieldChange> = BTreeMap::new();
     for patch in patches {
-        let Some(field) = top_level_key(patch) else { continue };
+        let Some(field) = top_level_key(patch) else {
+            continue;
+        };
         if field == "accord" {
             continue;
         }
-        let entry = fields.entry(field.clone()).or_insert_with(|| FieldChange { field, ..Default::default() });
+        let entry = fields.entry(field.clone()).or_insert_with(|| FieldChange {
+            field,
+            ..Default::default()
+        });
         let depth = patch.path.len();
         match &patch.action {
-            PatchAction::SpliceText { value, .. } => entry.chars_added += value.make_string().chars().count(),
+            PatchAction::SpliceText { value, .. } => {
+                entry.chars_added += value.make_string().chars().count()
+            }
             PatchAction::DeleteSeq { length, .. } if depth == 1 && is_list_section(patch) => {
                 entry.items_removed += length
             }

@@ -55,9 +55,10 @@ macro_rules! id_type {
             type Err = ModelError;
 
             fn from_str(s: &str) -> Result<Self, Self::Err> {
-                decode(s)
-                    .map(Self)
-                    .ok_or_else(|| ModelError::BadId { what: $what, text: s.to_owned() })
+                decode(s).map(Self).ok_or_else(|| ModelError::BadId {
+                    what: $what,
+                    text: s.to_owned(),
+                })
             }
         }
 
@@ -109,7 +110,10 @@ mod tests {
         let id = DocId::random([42; 16]);
         let text = id.to_string();
         assert_eq!(text.len(), 26);
-        assert!(text.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()));
+        assert!(
+            text.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        );
         assert_eq!(text.parse::<DocId>().unwrap(), id);
         assert_eq!(text.to_uppercase().parse::<DocId>().unwrap(), id);
         assert!("not-an-id".parse::<DocId>().is_err());
@@ -120,8 +124,17 @@ mod tests {
         let a = accord_identity::OrgSecret::from_seed([1; 32]).public();
         let b = accord_identity::OrgSecret::from_seed([2; 32]).public();
         let nonce = [9; 16];
-        assert_eq!(PartnershipId::derive(&a, &nonce), PartnershipId::derive(&a, &nonce));
-        assert_ne!(PartnershipId::derive(&a, &nonce), PartnershipId::derive(&b, &nonce));
-        assert_ne!(PartnershipId::derive(&a, &nonce), PartnershipId::derive(&a, &[8; 16]));
+        assert_eq!(
+            PartnershipId::derive(&a, &nonce),
+            PartnershipId::derive(&a, &nonce)
+        );
+        assert_ne!(
+            PartnershipId::derive(&a, &nonce),
+            PartnershipId::derive(&b, &nonce)
+        );
+        assert_ne!(
+            PartnershipId::derive(&a, &nonce),
+            PartnershipId::derive(&a, &[8; 16])
+        );
     }
 }

@@ -23,11 +23,11 @@ mod template;
 mod view;
 
 pub use agreement::Agreement;
-pub use document::{load_document, new_document_actor, CommittedChange};
+pub use document::{CommittedChange, load_document, new_document_actor};
 pub use error::ModelError;
-pub use history::{history, ChangeSummary, FieldChange, HistoryEntry};
+pub use history::{ChangeSummary, FieldChange, HistoryEntry, history};
 pub use ids::{DocId, PartnershipId};
-pub use path::{parse_path, ItemRef, Target};
+pub use path::{ItemRef, Target, parse_path};
 pub use roster::{CatalogueEntry, Member, Role, Roster, RosterView};
 pub use schema::{DocKind, ValueType};
 pub use view::{AgreementView, EntryView, FieldView, ItemView, SectionContent, SectionView};

@@ -2,8 +2,8 @@
 //! `milestones.2.due` (items count from 1, or use an item's id),
 //! `roles.cvs` and `commitments.cvs.money` (a member's name, fingerprint or key).
 
-use crate::schema::{DocKind, Field, Section, Shape};
 use crate::ModelError;
+use crate::schema::{DocKind, Field, Section, Shape};
 
 /// Which list item a path names.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -44,11 +44,15 @@ pub fn parse_path(kind: DocKind, path: &str) -> Result<Target, ModelError> {
         (Shape::Group(_), [key]) => Ok(Target::GroupField(section, field(key)?)),
         (Shape::List(_), []) => Ok(Target::List(section)),
         (Shape::List(_), [item]) => Ok(Target::Item(section, item_ref(item), None)),
-        (Shape::List(_), [item, key]) => Ok(Target::Item(section, item_ref(item), Some(field(key)?))),
+        (Shape::List(_), [item, key]) => {
+            Ok(Target::Item(section, item_ref(item), Some(field(key)?)))
+        }
         (Shape::PerOrg(fields), [org]) if fields.len() == 1 => {
             Ok(Target::OrgField(section, (*org).to_owned(), &fields[0]))
         }
-        (Shape::PerOrg(_), [org, key]) => Ok(Target::OrgField(section, (*org).to_owned(), field(key)?)),
+        (Shape::PerOrg(_), [org, key]) => {
+            Ok(Target::OrgField(section, (*org).to_owned(), field(key)?))
+        }
         (Shape::Parties, _) => Err(ModelError::WrongShape {
             path: path.to_owned(),
             what: "read from the roster",
@@ -72,9 +76,18 @@ pub fn known_paths(kind: DocKind) -> String {
         .flat_map(|s| -> Vec<String> {
             match &s.shape {
                 Shape::Text => vec![s.key.to_owned()],
-                Shape::Group(fields) => fields.iter().map(|f| format!("{}.{}", s.key, f.key)).collect(),
-                Shape::List(fields) => fields.iter().map(|f| format!("{}.N.{}", s.key, f.key)).collect(),
-                Shape::PerOrg(fields) => fields.iter().map(|f| format!("{}.ORG.{}", s.key, f.key)).collect(),
+                Shape::Group(fields) => fields
+                    .iter()
+                    .map(|f| format!("{}.{}", s.key, f.key))
+                    .collect(),
+                Shape::List(fields) => fields
+                    .iter()
+                    .map(|f| format!("{}.N.{}", s.key, f.key))
+                    .collect(),
+                Shape::PerOrg(fields) => fields
+                    .iter()
+                    .map(|f| format!("{}.ORG.{}", s.key, f.key))
+                    .collect(),
                 Shape::Parties => vec![],
             }
         })
@@ -88,8 +101,12 @@ mod tests {
 
     #[test]
     fn paths_resolve_against_the_schema() {
-        assert!(matches!(parse_path(DocKind::Mou, "purpose"), Ok(Target::Text(s)) if s.key == "purpose"));
-        assert!(matches!(parse_path(DocKind::Mou, "term.start"), Ok(Target::GroupField(_, f)) if f.key == "start"));
+        assert!(
+            matches!(parse_path(DocKind::Mou, "purpose"), Ok(Target::Text(s)) if s.key == "purpose")
+        );
+        assert!(
+            matches!(parse_path(DocKind::Mou, "term.start"), Ok(Target::GroupField(_, f)) if f.key == "start")
+        );
         assert!(matches!(
             parse_path(DocKind::Mou, "milestones.2.due"),
             Ok(Target::Item(_, ItemRef::Position(2), Some(f))) if f.key == "due"
@@ -98,14 +115,23 @@ mod tests {
             parse_path(DocKind::Mou, "milestones.k3j9ab2x.status"),
             Ok(Target::Item(_, ItemRef::Id(id), Some(_))) if id == "k3j9ab2x"
         ));
-        assert!(matches!(parse_path(DocKind::Mou, "roles.cvs"), Ok(Target::OrgField(_, o, f)) if o == "cvs" && f.key == "responsibilities"));
-        assert!(matches!(parse_path(DocKind::Mou, "commitments.cvs.money"), Ok(Target::OrgField(_, _, f)) if f.key == "money"));
-        assert!(matches!(parse_path(DocKind::Values, "values"), Ok(Target::List(_))));
+        assert!(
+            matches!(parse_path(DocKind::Mou, "roles.cvs"), Ok(Target::OrgField(_, o, f)) if o == "cvs" && f.key == "responsibilities")
+        );
+        assert!(
+            matches!(parse_path(DocKind::Mou, "commitments.cvs.money"), Ok(Target::OrgField(_, _, f)) if f.key == "money")
+        );
+        assert!(matches!(
+            parse_path(DocKind::Values, "values"),
+            Ok(Target::List(_))
+        ));
     }
 
     #[test]
     fn unknown_paths_list_what_exists() {
-        let err = parse_path(DocKind::Dispute, "purpse").unwrap_err().to_string();
+        let err = parse_path(DocKind::Dispute, "purpse")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("steps.N.days"), "{err}");
         assert!(parse_path(DocKind::Mou, "term.middle").is_err());
         assert!(parse_path(DocKind::Mou, "purpose.x").is_err());

@@ -14,9 +14,11 @@ use std::fmt;
 use std::str::FromStr;
 
 use accord_identity::{Fingerprint, OrgKey};
-use automerge::{transaction::Transactable, ActorId, AutoCommit, ObjType, ReadDoc, ScalarValue, Value, ROOT};
+use automerge::{
+    ActorId, AutoCommit, ObjType, ROOT, ReadDoc, ScalarValue, Value, transaction::Transactable,
+};
 
-use crate::document::{commit, CommittedChange};
+use crate::document::{CommittedChange, commit};
 use crate::{DocId, DocKind, ModelError, PartnershipId};
 
 pub(crate) const SCHEMA_VERSION: i64 = 1;
@@ -82,7 +84,10 @@ pub struct Member {
     pub lead: bool,
 }
 
-fn serialize_display<T: fmt::Display, S: serde::Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+fn serialize_display<T: fmt::Display, S: serde::Serializer>(
+    v: &T,
+    s: S,
+) -> Result<S::Ok, S::Error> {
     s.collect_str(v)
 }
 
@@ -113,17 +118,25 @@ impl RosterView {
     /// name prefix; ambiguity is an error that names the candidates.
     pub fn resolve_member(&self, selector: &str) -> Result<&Member, ModelError> {
         if let Ok(key) = selector.parse::<OrgKey>() {
-            return self.member(&key).ok_or_else(|| ModelError::UnknownMember(selector.to_owned()));
+            return self
+                .member(&key)
+                .ok_or_else(|| ModelError::UnknownMember(selector.to_owned()));
         }
         let wanted = selector.trim().to_lowercase();
-        let exact: Vec<&Member> = self.members.iter().filter(|m| m.name.to_lowercase() == wanted).collect();
+        let exact: Vec<&Member> = self
+            .members
+            .iter()
+            .filter(|m| m.name.to_lowercase() == wanted)
+            .collect();
         if let [one] = exact.as_slice() {
             return Ok(one);
         }
         let candidates: Vec<&Member> = self
             .members
             .iter()
-            .filter(|m| m.name.to_lowercase().starts_with(&wanted) || m.fingerprint.matches_prefix(selector))
+            .filter(|m| {
+                m.name.to_lowercase().starts_with(&wanted) || m.fingerprint.matches_prefix(selector)
+            })
             .collect();
         match candidates.as_slice() {
             [] => Err(ModelError::UnknownMember(selector.to_owned())),
@@ -180,9 +193,12 @@ impl Roster {
         doc.put_object(ROOT, "documents", ObjType::Map)?;
         let mut roster = Self { id, doc };
         roster.put_member(creator, creator_name, Role::DecisionMaker, true, now)?;
-        let change = roster.commit(&format!("Created partnership {name:?}"), now).ok_or_else(|| {
-            ModelError::Malformed { expected: "roster", detail: "creating it produced no change".into() }
-        })?;
+        let change = roster
+            .commit(&format!("Created partnership {name:?}"), now)
+            .ok_or_else(|| ModelError::Malformed {
+                expected: "roster",
+                detail: "creating it produced no change".into(),
+            })?;
         Ok((roster, change))
     }
 
@@ -234,20 +250,41 @@ impl Roster {
         }
     }
 
-    pub fn add_member(&mut self, key: &OrgKey, name: &str, role: Role, now: i64) -> Result<(), ModelError> {
+    pub fn add_member(
+        &mut self,
+        key: &OrgKey,
+        name: &str,
+        role: Role,
+        now: i64,
+    ) -> Result<(), ModelError> {
         if self.view().member(key).is_some() {
             return Err(ModelError::AlreadyMember(name.to_owned()));
         }
         self.put_member(key, name, role, false, now)
     }
 
+    /// Changes a member's role; the partnership always keeps at least one
+    /// decision maker, or nobody could ever change its roster again.
     pub fn set_role(&mut self, key: &OrgKey, role: Role) -> Result<(), ModelError> {
         let entry = self.member_obj(key)?;
+        let deciders = self
+            .members()
+            .into_iter()
+            .filter(|m| m.role == Role::DecisionMaker && &m.key != key)
+            .count();
+        if role != Role::DecisionMaker && deciders == 0 {
+            return Err(ModelError::LastDecisionMaker);
+        }
         self.doc.put(&entry, "role", role.as_str())?;
         Ok(())
     }
 
-    pub fn add_document(&mut self, id: DocId, kind: DocKind, title: &str) -> Result<(), ModelError> {
+    pub fn add_document(
+        &mut self,
+        id: DocId,
+        kind: DocKind,
+        title: &str,
+    ) -> Result<(), ModelError> {
         let docs = self.map_obj("documents")?;
         let entry = self.doc.put_object(&docs, id.to_string(), ObjType::Map)?;
         self.doc.put(&entry, "kind", kind.as_str())?;
@@ -267,7 +304,14 @@ impl Roster {
         commit(&mut self.doc, message, now)
     }
 
-    fn put_member(&mut self, key: &OrgKey, name: &str, role: Role, lead: bool, now: i64) -> Result<(), ModelError> {
+    fn put_member(
+        &mut self,
+        key: &OrgKey,
+        name: &str,
+        role: Role,
+        lead: bool,
+        now: i64,
+    ) -> Result<(), ModelError> {
         let members = self.map_obj("members")?;
         let entry = self.doc.put_object(&members, key.to_hex(), ObjType::Map)?;
         self.doc.put(&entry, "name", name)?;
@@ -298,7 +342,9 @@ impl Roster {
     }
 
     fn members(&self) -> Vec<Member> {
-        let Ok(members) = self.map_obj("members") else { return Vec::new() };
+        let Ok(members) = self.map_obj("members") else {
+            return Vec::new();
+        };
         let mut out: Vec<Member> = self
             .doc
             .map_range(&members, ..)
@@ -319,12 +365,18 @@ impl Roster {
                 })
             })
             .collect();
-        out.sort_by(|a, b| b.lead.cmp(&a.lead).then_with(|| a.name.to_lowercase().cmp(&b.name.to_lowercase())));
+        out.sort_by(|a, b| {
+            b.lead
+                .cmp(&a.lead)
+                .then_with(|| a.name.to_lowercase().cmp(&b.name.to_lowercase()))
+        });
         out
     }
 
     fn documents(&self) -> Vec<CatalogueEntry> {
-        let Ok(docs) = self.map_obj("documents") else { return Vec::new() };
+        let Ok(docs) = self.map_obj("documents") else {
+            return Vec::new();
+        };
         let mut out: Vec<CatalogueEntry> = self
             .doc
             .map_range(&docs, ..)
@@ -344,7 +396,10 @@ impl Roster {
 }
 
 fn malformed(detail: String) -> ModelError {
-    ModelError::Malformed { expected: "roster", detail }
+    ModelError::Malformed {
+        expected: "roster",
+        detail,
+    }
 }
 
 /// Reads a string scalar, treating anything else as absent.
@@ -370,7 +425,16 @@ mod tests {
     fn roster() -> Roster {
         let lead = org(1);
         let actor = crate::new_document_actor(&lead, [0; 8]);
-        Roster::create("Sharing Our Strengths", &lead.public(), "Women's Centre", [5; 16], actor, 100).unwrap().0
+        Roster::create(
+            "Sharing Our Strengths",
+            &lead.public(),
+            "Women's Centre",
+            [5; 16],
+            actor,
+            100,
+        )
+        .unwrap()
+        .0
     }
 
     #[test]
@@ -386,25 +450,40 @@ mod tests {
     #[test]
     fn members_resolve_by_name_prefix_or_fingerprint_and_ambiguity_is_reported() {
         let mut r = roster();
-        r.add_member(&org(2).public(), "CVS Wandsworth", Role::Consultee, 1).unwrap();
-        r.add_member(&org(3).public(), "CVS Lambeth", Role::Informed, 1).unwrap();
+        r.add_member(&org(2).public(), "CVS Wandsworth", Role::Consultee, 1)
+            .unwrap();
+        r.add_member(&org(3).public(), "CVS Lambeth", Role::Informed, 1)
+            .unwrap();
         let view = r.view();
         assert_eq!(view.resolve_member("women").unwrap().key, org(1).public());
         assert_eq!(view.resolve_member("cvs w").unwrap().key, org(2).public());
         let fp = org(3).public().fingerprint().to_string();
         assert_eq!(view.resolve_member(&fp[..9]).unwrap().key, org(3).public());
         let err = view.resolve_member("cvs").unwrap_err().to_string();
-        assert!(err.contains("CVS Wandsworth") && err.contains("CVS Lambeth"), "{err}");
-        assert!(matches!(view.resolve_member("nobody"), Err(ModelError::UnknownMember(_))));
+        assert!(
+            err.contains("CVS Wandsworth") && err.contains("CVS Lambeth"),
+            "{err}"
+        );
+        assert!(matches!(
+            view.resolve_member("nobody"),
+            Err(ModelError::UnknownMember(_))
+        ));
     }
 
     #[test]
     fn adding_a_member_twice_is_refused_and_roles_change() {
         let mut r = roster();
-        r.add_member(&org(2).public(), "CVS", Role::Consultee, 1).unwrap();
-        assert!(matches!(r.add_member(&org(2).public(), "CVS", Role::Consultee, 1), Err(ModelError::AlreadyMember(_))));
+        r.add_member(&org(2).public(), "CVS", Role::Consultee, 1)
+            .unwrap();
+        assert!(matches!(
+            r.add_member(&org(2).public(), "CVS", Role::Consultee, 1),
+            Err(ModelError::AlreadyMember(_))
+        ));
         r.set_role(&org(2).public(), Role::DecisionMaker).unwrap();
-        assert_eq!(r.view().member(&org(2).public()).unwrap().role, Role::DecisionMaker);
+        assert_eq!(
+            r.view().member(&org(2).public()).unwrap().role,
+            Role::DecisionMaker
+        );
     }
 
     #[test]
@@ -424,6 +503,13 @@ mod tests {
         r.add_document(id, DocKind::Mou, "Our MOU").unwrap();
         r.set_document_title(id, "Our MOU 2027").unwrap();
         let docs = r.view().documents;
-        assert_eq!(docs, vec![CatalogueEntry { id, kind: DocKind::Mou, title: "Our MOU 2027".into() }]);
+        assert_eq!(
+            docs,
+            vec![CatalogueEntry {
+                id,
+                kind: DocKind::Mou,
+                title: "Our MOU 2027".into()
+            }]
+        );
     }
 }

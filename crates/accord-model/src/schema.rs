@@ -143,7 +143,11 @@ impl Section {
 pub const MILESTONE_STATUSES: &[&str] = &["planned", "in-progress", "done", "at-risk", "cancelled"];
 
 const fn text(key: &'static str, label: &'static str) -> Field {
-    Field { key, label, ty: ValueType::Text }
+    Field {
+        key,
+        label,
+        ty: ValueType::Text,
+    }
 }
 
 const fn typed(key: &'static str, label: &'static str, ty: ValueType) -> Field {
@@ -187,7 +191,11 @@ static MOU: &[Section] = &[
         key: "commitments",
         label: "Commitments",
         prompt: "What time, people and money does each partner commit?",
-        shape: Shape::PerOrg(&[text("time", "Time"), text("people", "People"), text("money", "Money")]),
+        shape: Shape::PerOrg(&[
+            text("time", "Time"),
+            text("people", "People"),
+            text("money", "Money"),
+        ]),
     },
     Section {
         key: "milestones",
@@ -210,13 +218,19 @@ static MOU: &[Section] = &[
         key: "review",
         label: "Monitoring and review",
         prompt: "How will progress be monitored, and when will partners review this agreement?",
-        shape: Shape::Group(&[text("how", "How progress is monitored"), typed("date", "Review date", ValueType::Date)]),
+        shape: Shape::Group(&[
+            text("how", "How progress is monitored"),
+            typed("date", "Review date", ValueType::Date),
+        ]),
     },
     Section {
         key: "term",
         label: "Term",
         prompt: "When does this agreement start and end?",
-        shape: Shape::Group(&[typed("start", "Start", ValueType::Date), typed("end", "End", ValueType::Date)]),
+        shape: Shape::Group(&[
+            typed("start", "Start", ValueType::Date),
+            typed("end", "End", ValueType::Date),
+        ]),
     },
     Section {
         key: "variation",
@@ -238,7 +252,10 @@ static VALUES: &[Section] = &[
         key: "values",
         label: "Values",
         prompt: "Which values do all partners share?",
-        shape: Shape::List(&[text("name", "Value"), text("description", "What it means in practice")]),
+        shape: Shape::List(&[
+            text("name", "Value"),
+            text("description", "What it means in practice"),
+        ]),
     },
     Section {
         key: "ground_rules",
@@ -303,11 +320,14 @@ pub fn check_scalar(field: &Field, raw: &str) -> Result<String, ModelError> {
 /// `YYYY-MM-DD` with a real month and a day that exists in that month.
 pub fn is_iso_date(text: &str) -> bool {
     let parts: Vec<&str> = text.split('-').collect();
-    let [y, m, d] = parts.as_slice() else { return false };
+    let [y, m, d] = parts.as_slice() else {
+        return false;
+    };
     if y.len() != 4 || m.len() != 2 || d.len() != 2 {
         return false;
     }
-    let (Ok(year), Ok(month), Ok(day)) = (y.parse::<u32>(), m.parse::<u32>(), d.parse::<u32>()) else {
+    let (Ok(year), Ok(month), Ok(day)) = (y.parse::<u32>(), m.parse::<u32>(), d.parse::<u32>())
+    else {
         return false;
     };
     let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
@@ -359,7 +379,10 @@ mod tests {
         assert_eq!(check_scalar(status, "Done").unwrap(), "done");
         assert!(check_scalar(status, "finished").is_err());
         let steps = DocKind::Dispute.section("steps").unwrap();
-        assert_eq!(check_scalar(steps.field("days").unwrap(), " 14 ").unwrap(), "14");
+        assert_eq!(
+            check_scalar(steps.field("days").unwrap(), " 14 ").unwrap(),
+            "14"
+        );
         assert!(check_scalar(steps.field("days").unwrap(), "two weeks").is_err());
     }
 }

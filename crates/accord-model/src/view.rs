@@ -1,7 +1,7 @@
 //! Plain, read-only pictures of an agreement for rendering and JSON.
 
 use accord_identity::OrgKey;
-use serde_json::{json, Map, Value as Json};
+use serde_json::{Map, Value as Json, json};
 
 use crate::schema::ValueType;
 use crate::{DocId, DocKind, Member};

@@ -5,7 +5,10 @@ use std::path::Path;
 use redb::{ReadableTable, Table, WriteTransaction};
 
 use crate::error::StoreError;
-use crate::tables::{self, CHANGES, DOCUMENTS, DocRecord, SETTINGS, SNAPSHOTS};
+use crate::tables::{
+    self, CHANGES, DOCUMENTS, DocRecord, MAX_HEADS, MAX_SYNC_STATE_BYTES, SETTINGS, SNAPSHOTS,
+    SYNC_STATES,
+};
 use crate::{DocInfo, DocKey};
 
 /// Writes to apply together: either all of them become durable or none.
@@ -40,6 +43,16 @@ enum Op {
         id: DocKey,
         snapshot: Vec<u8>,
         snapshot_changes: u64,
+        expected_next_seq: u64,
+    },
+    SetHeads {
+        id: DocKey,
+        heads: Vec<[u8; 32]>,
+    },
+    PutSyncState {
+        id: DocKey,
+        peer: [u8; 32],
+        state: Vec<u8>,
     },
     PutSetting {
         key: String,
@@ -57,7 +70,8 @@ impl WriteBatch {
     }
 
     /// Stores a new document, or replaces one entirely: its log is dropped,
-    /// because `snapshot` is its whole state from now on.
+    /// because `snapshot` is its whole state from now on. Its heads become
+    /// unknown (empty): follow with [`set_heads`](WriteBatch::set_heads).
     pub fn put_document(
         &mut self,
         id: DocKey,
@@ -97,15 +111,71 @@ impl WriteBatch {
 
     /// Replaces the snapshot and deletes every log entry that exists when this
     /// operation runs (so appends added to the batch or queue *after* it survive).
-    pub fn compact(&mut self, id: DocKey, snapshot: Vec<u8>, snapshot_changes: u64) {
+    ///
+    /// Applies only if the document's next sequence number is still
+    /// `expected_next_seq` when the operation runs: the value the compactor
+    /// loaded ([`StoredDocument::next_seq`](crate::StoredDocument::next_seq))
+    /// plus one per entry it appended since. Otherwise someone else appended
+    /// an entry that `snapshot` may not contain, and deleting it would lose
+    /// data, so the operation is skipped (not an error: the log stays valid,
+    /// just longer). Unknown documents are still an error.
+    pub fn compact(
+        &mut self,
+        id: DocKey,
+        snapshot: Vec<u8>,
+        snapshot_changes: u64,
+        expected_next_seq: u64,
+    ) {
         self.push(
             snapshot.len(),
             Op::Compact {
                 id,
                 snapshot,
                 snapshot_changes,
+                expected_next_seq,
             },
         );
+    }
+
+    /// Records the document's current heads (Automerge change hashes), so sync
+    /// can compare documents without loading them.
+    ///
+    /// More than [`MAX_HEADS`](crate::MAX_HEADS) heads are stored as none,
+    /// which readers treat as unknown: load the document to learn them.
+    pub fn set_heads(&mut self, id: DocKey, mut heads: Vec<[u8; 32]>) {
+        if heads.len() > MAX_HEADS {
+            tracing::warn!(
+                doc = %tables::doc_hex(&id),
+                heads = heads.len(),
+                "too many concurrent heads to index; storing them as unknown"
+            );
+            heads = Vec::new();
+        }
+        self.push(32 * heads.len(), Op::SetHeads { id, heads });
+    }
+
+    /// Stores the sync state of document `id` with the peer organisation whose
+    /// public key is `peer` (an encoded `automerge::sync::State`, opaque here).
+    ///
+    /// Refuses, without adding anything, a state above
+    /// [`MAX_SYNC_STATE_BYTES`](crate::MAX_SYNC_STATE_BYTES): rejecting it
+    /// here rather than at commit keeps one bad state from failing a whole
+    /// group commit. Committing fails with `UnknownDocument` if `id` is not stored.
+    pub fn put_sync_state(
+        &mut self,
+        id: DocKey,
+        peer: [u8; 32],
+        state: Vec<u8>,
+    ) -> Result<(), StoreError> {
+        if state.len() > MAX_SYNC_STATE_BYTES {
+            return Err(StoreError::TooLarge {
+                what: "sync state",
+                size: state.len(),
+                limit: MAX_SYNC_STATE_BYTES,
+            });
+        }
+        self.push(state.len(), Op::PutSyncState { id, peer, state });
+        Ok(())
     }
 
     /// Sets a small setting (known peers, preferences of later features).
@@ -173,6 +243,7 @@ struct Tables<'txn> {
     snapshots: Table<'txn, DocKey, &'static [u8]>,
     changes: Table<'txn, (DocKey, u64), &'static [u8]>,
     settings: Table<'txn, &'static str, &'static [u8]>,
+    sync_states: Table<'txn, (DocKey, [u8; 32]), &'static [u8]>,
 }
 
 impl<'txn> Tables<'txn> {
@@ -183,6 +254,9 @@ impl<'txn> Tables<'txn> {
             snapshots: txn.open_table(SNAPSHOTS).map_err(StoreError::redb(path))?,
             changes: txn.open_table(CHANGES).map_err(StoreError::redb(path))?,
             settings: txn.open_table(SETTINGS).map_err(StoreError::redb(path))?,
+            sync_states: txn
+                .open_table(SYNC_STATES)
+                .map_err(StoreError::redb(path))?,
         })
     }
 
@@ -204,7 +278,10 @@ impl<'txn> Tables<'txn> {
                 id,
                 snapshot,
                 snapshot_changes,
-            } => self.compact(id, &snapshot, snapshot_changes),
+                expected_next_seq,
+            } => self.compact(id, &snapshot, snapshot_changes, expected_next_seq),
+            Op::SetHeads { id, heads } => self.set_heads(id, heads),
+            Op::PutSyncState { id, peer, state } => self.put_sync_state(id, peer, &state),
             Op::PutSetting { key, value } => {
                 self.settings
                     .insert(key.as_str(), value.as_slice())
@@ -296,11 +373,42 @@ impl<'txn> Tables<'txn> {
         id: DocKey,
         snapshot: &[u8],
         snapshot_changes: u64,
+        expected_next_seq: u64,
     ) -> Result<(), StoreError> {
-        let record = self.existing(&id)?;
+        let mut record = self.existing(&id)?;
+        if record.next_seq != expected_next_seq {
+            tracing::debug!(
+                doc = %tables::doc_hex(&id),
+                expected_next_seq,
+                next_seq = record.next_seq,
+                "skipping compaction: the log gained entries its snapshot may lack"
+            );
+            return Ok(());
+        }
         self.clear_log(id)?;
         self.write_snapshot(&id, snapshot)?;
-        let fresh = DocRecord::new(record.info, snapshot_changes, record.next_seq);
-        self.write_record(&id, &fresh)
+        record.snapshot_changes = snapshot_changes;
+        record.log_changes = 0;
+        record.log_bytes = 0;
+        self.write_record(&id, &record)
+    }
+
+    fn set_heads(&mut self, id: DocKey, heads: Vec<[u8; 32]>) -> Result<(), StoreError> {
+        let mut record = self.existing(&id)?;
+        record.heads = heads;
+        self.write_record(&id, &record)
+    }
+
+    fn put_sync_state(
+        &mut self,
+        id: DocKey,
+        peer: [u8; 32],
+        state: &[u8],
+    ) -> Result<(), StoreError> {
+        self.existing(&id)?;
+        self.sync_states
+            .insert((id, peer), state)
+            .map_err(StoreError::redb(self.path))?;
+        Ok(())
     }
 }

@@ -204,5 +204,7 @@ fn create_data_tables(txn: &redb::WriteTransaction, path: &Path) -> Result<(), S
         .map_err(StoreError::redb(path))?;
     txn.open_table(tables::SETTINGS)
         .map_err(StoreError::redb(path))?;
+    txn.open_table(tables::SYNC_STATES)
+        .map_err(StoreError::redb(path))?;
     Ok(())
 }

@@ -120,6 +120,19 @@ pub enum StoreError {
         id: String,
     },
 
+    /// A value exceeds the size this crate stores; nothing was added to the batch.
+    #[error(
+        "a {what} of {size} bytes is larger than the {limit} bytes a replica stores; it was not saved (this is a bug in the caller)"
+    )]
+    TooLarge {
+        /// What was too large (e.g. "sync state").
+        what: &'static str,
+        /// Its size in bytes.
+        size: usize,
+        /// The largest size accepted.
+        limit: usize,
+    },
+
     /// The commit queue was used after it had been closed.
     #[error("the commit queue is closed; this is a bug in the caller")]
     QueueClosed,

@@ -13,14 +13,21 @@
 //! | table       | key                 | value                                                   |
 //! |-------------|---------------------|---------------------------------------------------------|
 //! | `meta`      | `&str`              | `schema_version` (u32 LE), `org_name` (UTF-8), `created_at` (i64 LE unix secs), `org_public_key` (32 bytes) |
-//! | `documents` | [`DocKey`]          | record v1: `1u8`, partnership (16 bytes), kind and title (u32 LE length + UTF-8), then u64 LE `snapshot_changes`, `log_changes`, `log_bytes`, `next_seq` |
+//! | `documents` | [`DocKey`]          | record v1: `1u8`, partnership (16 bytes), kind and title (u32 LE length + UTF-8), then u64 LE `snapshot_changes`, `log_changes`, `log_bytes`, `next_seq`, then the heads: u32 LE count (at most [`MAX_HEADS`]) + 32-byte change hashes |
 //! | `snapshots` | [`DocKey`]          | latest `AutoCommit::save` of the document                |
 //! | `changes`   | `(DocKey, u64 seq)` | one log entry: raw Automerge change chunks, concatenated |
 //! | `settings`  | `&str`              | small values for later features (peers etc.)             |
+//! | `sync_states` | `(DocKey, [u8; 32] peer org key)` | encoded `automerge::sync::State` (opaque here, at most [`MAX_SYNC_STATE_BYTES`]) |
 //!
 //! A document is its snapshot plus its log in `seq` order; one range scan of
 //! `changes` loads the log. Sequence numbers only grow (`next_seq`), even across
-//! compactions, so an entry's key is never reused.
+//! compactions, so an entry's key is never reused. A compaction names the
+//! `next_seq` it expects and is skipped if another writer appended meanwhile,
+//! so it never deletes an entry its snapshot lacks.
+//!
+//! Each record also carries the document's heads, kept current by the writer
+//! (`set_heads`), so [`Replica::document_index`] tells sync what every
+//! document's state is with one scan of `documents`.
 //!
 //! # Durability
 //!
@@ -55,8 +62,8 @@ mod tests;
 pub use batch::WriteBatch;
 pub use commit_queue::{CommitQueue, MAX_PENDING_BYTES, Ticket};
 pub use error::StoreError;
-pub use replica::{Replica, StoredDocument};
-pub use tables::SCHEMA_VERSION;
+pub use replica::{IndexEntry, Replica, StoredDocument};
+pub use tables::{MAX_HEADS, MAX_SYNC_STATE_BYTES, SCHEMA_VERSION};
 
 /// A document's raw 128-bit id; roster documents use their partnership's id.
 ///

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use accord_identity::OrgSecret;
-use redb::{Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable};
+use redb::{Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable, TableError};
 
 use crate::batch::WriteBatch;
 use crate::commit_queue::CommitQueue;
@@ -14,7 +14,9 @@ use crate::db_file::{self, DB_FILE, Meta};
 use crate::error::{StoreError, no_panic};
 use crate::key_file::{self, KEY_FILE};
 use crate::lock::FolderLock;
-use crate::tables::{CHANGES, DOCUMENTS, DocRecord, SETTINGS, SNAPSHOTS};
+use crate::tables::{
+    CHANGES, DOCUMENTS, DocRecord, MAX_SYNC_STATE_BYTES, SETTINGS, SNAPSHOTS, SYNC_STATES,
+};
 use crate::{DocInfo, DocKey};
 
 /// A document as stored: the snapshot plus the log appended since it was taken.
@@ -35,6 +37,24 @@ pub struct StoredDocument {
     pub log_changes: u64,
     /// Total size of the log entries in bytes.
     pub log_bytes: u64,
+    /// The heads last recorded with `set_heads` (empty: unknown).
+    pub heads: Vec<[u8; 32]>,
+    /// The sequence number the next log entry will get. A compactor passes
+    /// it, plus one per entry it appends, as `expected_next_seq` to
+    /// [`WriteBatch::compact`], so that entries appended by others are never lost.
+    pub next_seq: u64,
+}
+
+/// One row of [`Replica::document_index`]: what sync needs to know about a
+/// document without loading its snapshot or log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IndexEntry {
+    /// The document's id.
+    pub id: DocKey,
+    /// What the document is and which partnership it belongs to.
+    pub info: DocInfo,
+    /// The heads last recorded with `set_heads` (empty: unknown, load the document).
+    pub heads: Vec<[u8; 32]>,
 }
 
 /// The durable local replica of one organisation: the database, its key, and
@@ -178,6 +198,28 @@ impl Replica {
         })
     }
 
+    /// Every document with its description and heads, sorted by id.
+    ///
+    /// One scan of `documents` and nothing else (no snapshot, no log), so a
+    /// reconnecting peer can be told what changed across many documents cheaply.
+    pub fn document_index(&self) -> Result<Vec<IndexEntry>, StoreError> {
+        self.read(|txn, path| {
+            let table = txn.open_table(DOCUMENTS).map_err(StoreError::redb(path))?;
+            let mut out = Vec::new();
+            for entry in table.iter().map_err(StoreError::redb(path))? {
+                let (key, value) = entry.map_err(StoreError::redb(path))?;
+                let record = decode_record(path, value.value())?;
+                out.push(IndexEntry {
+                    id: key.value(),
+                    info: record.info,
+                    heads: record.heads,
+                });
+            }
+            out.sort_by_key(|entry| entry.id);
+            Ok(out)
+        })
+    }
+
     /// One document's snapshot and log, or `None` if the replica does not hold it.
     pub fn load_document(&self, id: &DocKey) -> Result<Option<StoredDocument>, StoreError> {
         self.read(|txn, path| {
@@ -201,7 +243,32 @@ impl Replica {
                 snapshot_changes: record.snapshot_changes,
                 log_changes: record.log_changes,
                 log_bytes: record.log_bytes,
+                heads: record.heads,
+                next_seq: record.next_seq,
             }))
+        })
+    }
+
+    /// The stored sync state of document `doc` with the peer organisation
+    /// whose public key is `peer`, or `None` if none was stored.
+    pub fn sync_state(&self, doc: &DocKey, peer: &[u8; 32]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.read(|txn, path| {
+            let table = match txn.open_table(SYNC_STATES) {
+                Ok(table) => table,
+                // A replica created before the table existed: no state yet.
+                Err(TableError::TableDoesNotExist(_)) => return Ok(None),
+                Err(err) => return Err(StoreError::from_redb(path, err)),
+            };
+            let Some(value) = table.get((*doc, *peer)).map_err(StoreError::redb(path))? else {
+                return Ok(None);
+            };
+            if value.value().len() > MAX_SYNC_STATE_BYTES {
+                return Err(StoreError::corrupt(
+                    path,
+                    "a sync state is larger than allowed",
+                ));
+            }
+            Ok(Some(value.value().to_vec()))
         })
     }
 

@@ -18,6 +18,10 @@ pub(crate) const SNAPSHOTS: TableDefinition<DocKey, &[u8]> = TableDefinition::ne
 pub(crate) const CHANGES: TableDefinition<(DocKey, u64), &[u8]> = TableDefinition::new("changes");
 /// Free-form small settings for later features (known peers etc.).
 pub(crate) const SETTINGS: TableDefinition<&str, &[u8]> = TableDefinition::new("settings");
+/// Per-peer sync state of each document, keyed by (document, peer organisation key);
+/// the value is an encoded `automerge::sync::State`, opaque to this crate.
+pub(crate) const SYNC_STATES: TableDefinition<(DocKey, [u8; 32]), &[u8]> =
+    TableDefinition::new("sync_states");
 
 /// `meta` key: schema version, `u32` little-endian.
 pub(crate) const META_SCHEMA_VERSION: &str = "schema_version";
@@ -34,6 +38,14 @@ pub const SCHEMA_VERSION: u32 = 1;
 /// Encoding version of [`DocRecord`]; bumped only together with [`SCHEMA_VERSION`].
 const RECORD_V1: u8 = 1;
 
+/// Most heads a [`DocRecord`] holds. Real documents have a handful; the bound
+/// keeps a damaged count from allocating without limit, and writers store
+/// more heads than this as none ("unknown") so every record stays readable.
+pub const MAX_HEADS: usize = 4096;
+
+/// Largest sync state accepted, far above what Automerge's `State::encode` produces.
+pub const MAX_SYNC_STATE_BYTES: usize = 1024 * 1024;
+
 /// A document's row in `documents`: its description plus counters kept in step
 /// with `snapshots` and `changes`, so callers can decide when to compact
 /// without reading the log.
@@ -48,10 +60,14 @@ pub(crate) struct DocRecord {
     pub log_bytes: u64,
     /// Sequence number the next log entry gets; never reused, even after compaction.
     pub next_seq: u64,
+    /// Automerge change hashes of the document's current heads, as last set by
+    /// the writer; empty when unknown. Lets sync compare documents without loading them.
+    pub heads: Vec<[u8; 32]>,
 }
 
 impl DocRecord {
-    /// A fresh record for a document whose whole state is in its snapshot.
+    /// A fresh record for a document whose whole state is in its snapshot;
+    /// its heads are unknown until the writer sets them.
     pub(crate) fn new(info: DocInfo, snapshot_changes: u64, next_seq: u64) -> DocRecord {
         DocRecord {
             info,
@@ -59,11 +75,15 @@ impl DocRecord {
             log_changes: 0,
             log_bytes: 0,
             next_seq,
+            heads: Vec::new(),
         }
     }
 
+    /// Encodes the record. Callers keep `heads` within [`MAX_HEADS`] (the
+    /// batch does), otherwise the record could not be decoded again.
     pub(crate) fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(64 + self.info.kind.len() + self.info.title.len());
+        let capacity = 72 + self.info.kind.len() + self.info.title.len() + 32 * self.heads.len();
+        let mut out = Vec::with_capacity(capacity);
         out.push(RECORD_V1);
         out.extend_from_slice(&self.info.partnership);
         put_str(&mut out, &self.info.kind);
@@ -75,6 +95,11 @@ impl DocRecord {
             self.next_seq,
         ] {
             out.extend_from_slice(&n.to_le_bytes());
+        }
+        let count = u32::try_from(self.heads.len()).unwrap_or(u32::MAX);
+        out.extend_from_slice(&count.to_le_bytes());
+        for head in self.heads.iter().take(count as usize) {
+            out.extend_from_slice(head);
         }
         out
     }
@@ -96,6 +121,7 @@ impl DocRecord {
             log_changes: r.u64()?,
             log_bytes: r.u64()?,
             next_seq: r.u64()?,
+            heads: r.heads()?,
         };
         if !r.0.is_empty() {
             return Err("document record has trailing bytes".to_owned());
@@ -142,6 +168,26 @@ impl Reader<'_> {
         Ok(u64::from_le_bytes(self.array()?))
     }
 
+    /// A u32 count then that many 32-byte hashes; the count is checked
+    /// against [`MAX_HEADS`] and the remaining bytes before allocating.
+    fn heads(&mut self) -> Result<Vec<[u8; 32]>, String> {
+        let count = self.u32()? as usize;
+        if count > MAX_HEADS {
+            return Err(format!(
+                "document record claims {count} heads (at most {MAX_HEADS})"
+            ));
+        }
+        let bytes = self.take(count * 32)?;
+        Ok(bytes
+            .chunks_exact(32)
+            .map(|chunk| {
+                let mut head = [0u8; 32];
+                head.copy_from_slice(chunk);
+                head
+            })
+            .collect())
+    }
+
     fn string(&mut self) -> Result<String, String> {
         let len = self.u32()? as usize;
         let bytes = self.take(len)?;
@@ -175,6 +221,7 @@ mod tests {
             log_changes: 4,
             log_bytes: 500,
             next_seq: 9,
+            heads: vec![[0xAA; 32], [0x55; 32]],
         }
     }
 
@@ -196,5 +243,30 @@ mod tests {
         let mut wrong = bytes;
         wrong[0] = 2;
         assert!(DocRecord::decode(&wrong).is_err());
+    }
+
+    #[test]
+    fn records_without_heads_round_trip() {
+        let rec = DocRecord::new(record().info, 1, 1);
+        assert_eq!(DocRecord::decode(&rec.encode()).unwrap(), rec);
+    }
+
+    #[test]
+    fn a_head_count_above_the_bound_is_rejected_before_allocating() {
+        let mut rec = record();
+        rec.heads.clear();
+        let mut bytes = rec.encode();
+        let count_at = bytes.len() - 4;
+        for count in [MAX_HEADS as u32 + 1, u32::MAX] {
+            bytes[count_at..].copy_from_slice(&count.to_le_bytes());
+            let err = DocRecord::decode(&bytes).unwrap_err();
+            assert!(err.contains("heads"), "{err}");
+        }
+        // At the bound it is read as a count, and fails only for lack of bytes.
+        bytes[count_at..].copy_from_slice(&(MAX_HEADS as u32).to_le_bytes());
+        assert_eq!(
+            DocRecord::decode(&bytes).unwrap_err(),
+            "document record is truncated"
+        );
     }
 }

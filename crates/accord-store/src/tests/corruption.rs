@@ -161,6 +161,10 @@ fn a_malformed_document_record_is_corrupt_not_a_panic() {
         Err(StoreError::Corrupt { .. })
     ));
     assert!(matches!(
+        replica.document_index(),
+        Err(StoreError::Corrupt { .. })
+    ));
+    assert!(matches!(
         replica.load_document(&[3; 16]),
         Err(StoreError::Corrupt { .. })
     ));

@@ -60,7 +60,8 @@ fn compaction_keeps_content_and_empties_log() {
     store_with_log(&replica, &mut editor, &["one ", "two ", "three"]);
 
     let mut batch = WriteBatch::new();
-    batch.compact(DOC, editor.doc.save(), 4);
+    // Loaded with next_seq 1, then three appends.
+    batch.compact(DOC, editor.doc.save(), 4, 4);
     replica.commit(batch).unwrap();
     drop(replica);
 
@@ -81,7 +82,7 @@ fn compaction_in_a_batch_only_drops_earlier_appends() {
 
     let mut batch = WriteBatch::new();
     batch.append_changes(DOC, editor.type_text("a"), 1);
-    batch.compact(DOC, editor.doc.save(), 2);
+    batch.compact(DOC, editor.doc.save(), 2, 2);
     batch.append_changes(DOC, editor.type_text("b"), 1);
     replica.commit(batch).unwrap();
 
@@ -123,7 +124,7 @@ fn set_info_batch() -> WriteBatch {
 
 fn compact_batch() -> WriteBatch {
     let mut batch = WriteBatch::new();
-    batch.compact([3; 16], vec![], 0);
+    batch.compact([3; 16], vec![], 0, 1);
     batch
 }
 
@@ -176,7 +177,7 @@ fn compact_file_shrinks_after_deleting_a_large_log() {
     let big = replica.file_size().unwrap();
 
     let mut batch = WriteBatch::new();
-    batch.compact(DOC, editor.doc.save(), 1);
+    batch.compact(DOC, editor.doc.save(), 1, 201);
     replica.commit(batch).unwrap();
     replica.compact_file().unwrap();
     let small = replica.file_size().unwrap();

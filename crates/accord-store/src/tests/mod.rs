@@ -4,6 +4,7 @@ mod corruption;
 mod documents;
 mod lifecycle;
 mod queue;
+mod sync_index;
 
 use std::path::Path;
 

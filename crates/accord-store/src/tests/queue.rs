@@ -53,7 +53,7 @@ fn compaction_in_the_middle_deletes_exactly_the_earlier_appends() {
         queue.submit(append(&mut editor, s));
     }
     let mut compact = WriteBatch::new();
-    compact.compact(DOC, editor.doc.save(), 4);
+    compact.compact(DOC, editor.doc.save(), 4, 4);
     queue.submit(compact);
     for s in ["d", "e"] {
         queue.submit(append(&mut editor, s));

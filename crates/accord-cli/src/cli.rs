@@ -1,0 +1,223 @@
+//! The command-line grammar. Every command and flag carries help written
+//! for someone using Accord for the first time.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "accord",
+    version,
+    about = "Keep your partnership's agreements (MOU, shared values, dispute process) with your partners, offline-first.",
+    long_about = "Accord keeps the agreements that hold a partnership together: the Memorandum of Understanding, \
+the shared values and ground rules, and the dispute-resolution process. Each organisation keeps a full copy \
+on its own machine; every change is recorded with the organisation that made it.\n\n\
+Start with `accord init --org \"Your organisation\"`, then `accord partnership new \"Name\"` and \
+`accord doc new PARTNERSHIP --kind mou --title \"Our MOU\"`.",
+    after_help = "Data folder: --data DIR, else $ACCORD_DATA, else your platform's data folder (e.g. ~/.local/share/accord)."
+)]
+pub struct Cli {
+    /// The folder holding this organisation's replica.
+    #[arg(long, global = true, env = "ACCORD_DATA", value_name = "DIR")]
+    pub data: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create this organisation's replica and signing key (once per organisation).
+    Init {
+        /// Your organisation's name, as partners will see it.
+        #[arg(long, value_name = "NAME")]
+        org: String,
+        #[command(flatten)]
+        output: JsonFlag,
+    },
+    /// Show this organisation's name, public key and fingerprint (give the key to partners).
+    Whoami(JsonFlag),
+    /// Start, list and inspect partnerships.
+    #[command(subcommand)]
+    Partnership(PartnershipCommand),
+    /// Add members to a partnership or change their role (decision makers only).
+    #[command(subcommand)]
+    Member(MemberCommand),
+    /// Create, read and edit agreements.
+    #[command(subcommand)]
+    Doc(DocCommand),
+    /// Every change to an agreement: when, which organisation, and what changed.
+    History {
+        /// The agreement: its id, or the start of its title.
+        doc: String,
+        #[command(flatten)]
+        output: JsonFlag,
+    },
+    /// Write an agreement out as Markdown, HTML, or the standard Automerge file.
+    Export {
+        /// The agreement: its id, or the start of its title.
+        doc: String,
+        #[arg(long, value_enum, default_value = "md")]
+        format: ExportFormat,
+        /// Write to this file instead of standard output (required for automerge).
+        #[arg(long, short, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Build a sample partnership in a temporary folder and show each step (nothing is kept).
+    Walkthrough,
+    /// Tools for Accord's own tests.
+    #[command(subcommand, hide = true)]
+    Debug(DebugCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DebugCommand {
+    /// Appends `count` items to a list, one durable edit each, printing each
+    /// item's number on stdout only after it is on disk. The crash tests kill
+    /// this at random moments and check that every printed item survived.
+    AckLoop {
+        doc: String,
+        #[arg(long, default_value = "objectives")]
+        list: String,
+        #[arg(long, default_value = "text")]
+        field: String,
+        #[arg(long)]
+        prefix: String,
+        #[arg(long, default_value_t = 1000)]
+        count: u32,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PartnershipCommand {
+    /// Start a partnership; your organisation becomes its lead partner and a decision maker.
+    New {
+        /// The partnership's name, e.g. "Sharing Our Strengths".
+        name: String,
+        #[command(flatten)]
+        output: JsonFlag,
+    },
+    /// List the partnerships this replica holds.
+    List(JsonFlag),
+    /// Show a partnership's members, roles, lead partner and agreements.
+    Show {
+        /// The partnership: its id, or the start of its name.
+        partnership: String,
+        #[command(flatten)]
+        output: JsonFlag,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MemberCommand {
+    /// Add an organisation to a partnership.
+    Add {
+        /// The partnership: its id, or the start of its name.
+        partnership: String,
+        /// The organisation's name.
+        #[arg(long)]
+        name: String,
+        /// The organisation's public key (they get it from `accord whoami`).
+        #[arg(long)]
+        key: String,
+        /// decision-maker (edits and signs), consultee (reads and comments) or informed (reads).
+        #[arg(long, default_value = "consultee")]
+        role: String,
+        #[command(flatten)]
+        output: JsonFlag,
+    },
+    /// Change a member's role.
+    SetRole {
+        /// The partnership: its id, or the start of its name.
+        partnership: String,
+        /// The member: its name, fingerprint or public key.
+        member: String,
+        /// decision-maker, consultee or informed.
+        #[arg(long)]
+        role: String,
+        #[command(flatten)]
+        output: JsonFlag,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DocCommand {
+    /// Create an agreement from its template.
+    New {
+        /// The partnership: its id, or the start of its name.
+        partnership: String,
+        /// mou (Memorandum of Understanding), values (shared values and ground rules) or dispute (dispute-resolution process).
+        #[arg(long)]
+        kind: String,
+        /// The agreement's title.
+        #[arg(long)]
+        title: String,
+        #[command(flatten)]
+        output: JsonFlag,
+    },
+    /// List agreements, of one partnership or of all.
+    List {
+        /// The partnership: its id, or the start of its name.
+        partnership: Option<String>,
+        #[command(flatten)]
+        output: JsonFlag,
+    },
+    /// Show an agreement.
+    Show {
+        /// The agreement: its id, or the start of its title.
+        doc: String,
+        #[arg(long, value_enum, default_value = "md")]
+        format: ShowFormat,
+    },
+    /// Set one field, e.g. `purpose "..."`, `term.start 2027-01-01`, `milestones.2.due 2027-03-31`, `roles.CVS "..."`.
+    Set {
+        /// The agreement: its id, or the start of its title.
+        doc: String,
+        /// The field's path (items count from 1; organisations by name).
+        field: String,
+        /// The new value (use "" to clear a date).
+        value: String,
+    },
+    /// Append an item to a list, e.g. `values name=Respect description="..."`.
+    Add {
+        /// The agreement: its id, or the start of its title.
+        doc: String,
+        /// objectives, milestones, values, ground_rules or steps.
+        list: String,
+        /// FIELD=VALUE pairs for the new item.
+        values: Vec<String>,
+    },
+    /// Remove a list item, e.g. `milestones.2`.
+    Remove {
+        /// The agreement: its id, or the start of its title.
+        doc: String,
+        /// LIST.N (items count from 1) or LIST.ID.
+        item: String,
+    },
+    /// Edit the whole agreement as Markdown in $VISUAL or $EDITOR.
+    Edit {
+        /// The agreement: its id, or the start of its title.
+        doc: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct JsonFlag {
+    /// Print machine-readable JSON (stable for scripts).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ShowFormat {
+    Md,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum ExportFormat {
+    Md,
+    Html,
+    Automerge,
+}

@@ -1,0 +1,192 @@
+use std::io::Write;
+use std::process::Command;
+
+use accord_model::DocKind;
+use accord_model::automerge::ChangeHash;
+use accord_model::markdown::{self, RenderOptions};
+use accord_workspace::Workspace;
+use anyhow::{Context, Result, bail};
+
+use crate::cli::ShowFormat;
+use crate::output;
+
+pub fn create(
+    ws: &Workspace,
+    partnership: &str,
+    kind: &str,
+    title: &str,
+    json: bool,
+) -> Result<()> {
+    let kind: DocKind = kind.parse()?;
+    if title.trim().is_empty() {
+        bail!("the title is empty: pass --title \"...\"");
+    }
+    let doc = ws.create_document(partnership, kind, title)?;
+    if json {
+        return output::json(&doc);
+    }
+    println!("{}", doc.id);
+    eprintln!(
+        "Created {} {:?} in {} from the template.",
+        kind.label(),
+        doc.title,
+        doc.partnership_name
+    );
+    eprintln!(
+        "Next: accord doc show {:?}   or   accord doc edit {:?}",
+        doc.title, doc.title
+    );
+    Ok(())
+}
+
+pub fn list(ws: &Workspace, partnership: Option<&str>, json: bool) -> Result<()> {
+    let docs = ws.documents(partnership)?;
+    if json {
+        return output::json(&docs);
+    }
+    if docs.is_empty() {
+        println!(
+            "No agreements yet. Create one with: accord doc new PARTNERSHIP --kind mou --title \"Our MOU\""
+        );
+    }
+    for d in docs {
+        println!(
+            "{}  {:<8} {}  ({})",
+            d.id,
+            d.kind.as_str(),
+            d.title,
+            d.partnership_name
+        );
+    }
+    Ok(())
+}
+
+pub fn show(ws: &Workspace, doc: &str, format: ShowFormat) -> Result<()> {
+    let (view, roster) = ws.view(doc)?;
+    match format {
+        ShowFormat::Json => output::json(&view.to_json()),
+        ShowFormat::Md => output::text(&markdown::render(
+            &view,
+            &roster,
+            &RenderOptions {
+                prompts: true,
+                editable: false,
+            },
+        )),
+    }
+}
+
+pub fn set(ws: &Workspace, doc: &str, field: &str, value: &str) -> Result<()> {
+    let message = format!("Set {field}");
+    let change = ws.edit(doc, &message, |agreement, roster| {
+        agreement.set(field, value, roster)
+    })?;
+    report(change, &format!("Set {field}."))
+}
+
+pub fn add(ws: &Workspace, doc: &str, list: &str, pairs: &[String]) -> Result<()> {
+    let values = pairs
+        .iter()
+        .map(|pair| {
+            pair.split_once('=')
+                .map(|(k, v)| (k.trim().to_owned(), v.to_owned()))
+                .with_context(|| format!("{pair:?} is not FIELD=VALUE, e.g. name=Respect"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut new_id = String::new();
+    let change = ws.edit(
+        doc,
+        &format!("Added an item to {list}"),
+        |agreement, roster| {
+            new_id = agreement.add_item(list, &values, roster)?;
+            Ok(())
+        },
+    )?;
+    report(change, &format!("Added item {new_id} to {list}."))
+}
+
+pub fn remove(ws: &Workspace, doc: &str, item: &str) -> Result<()> {
+    let change = ws.edit(doc, &format!("Removed {item}"), |agreement, _| {
+        agreement.remove_item(item)
+    })?;
+    report(change, &format!("Removed {item}."))
+}
+
+/// Opens the Markdown rendering in the user's editor, then applies only
+/// what they changed, as edits against the version they started from.
+pub fn edit(ws: &Workspace, doc: &str) -> Result<()> {
+    let (view, roster) = ws.view(doc)?;
+    let original = markdown::render(
+        &view,
+        &roster,
+        &RenderOptions {
+            prompts: true,
+            editable: true,
+        },
+    );
+    let edited = run_editor(&original)?;
+    let edits = markdown::parse_edit(&view, &edited, &roster)?;
+    if edits.is_empty() {
+        println!("No changes.");
+        return Ok(());
+    }
+    let base: Vec<ChangeHash> = view.heads.iter().filter_map(|h| h.parse().ok()).collect();
+    let change = ws.edit_at(doc, Some(&base), "Edited in editor", |agreement, roster| {
+        markdown::apply_edits(agreement, &edits, roster)
+    })?;
+    report(change, &format!("Applied {} change(s).", edits.len()))
+}
+
+fn run_editor(initial: &str) -> Result<String> {
+    let mut file = tempfile::Builder::new()
+        .prefix("accord-")
+        .suffix(".md")
+        .tempfile()?;
+    file.write_all(initial.as_bytes())?;
+    file.flush()?;
+    let editor = std::env::var("VISUAL")
+        .or_else(|_| std::env::var("EDITOR"))
+        .unwrap_or_else(|_| "vi".to_owned());
+    let mut parts = editor.split_whitespace();
+    let program = parts
+        .next()
+        .context("$EDITOR is empty: set it to your editor, e.g. EDITOR=nano")?;
+    let status = Command::new(program)
+        .args(parts)
+        .arg(file.path())
+        .status()
+        .with_context(|| format!("could not start the editor {editor:?}: set $EDITOR to your editor, e.g. EDITOR=nano"))?;
+    if !status.success() {
+        bail!("the editor {editor:?} exited with {status}; nothing was changed");
+    }
+    Ok(std::fs::read_to_string(file.path())?)
+}
+
+fn report(change: Option<String>, done: &str) -> Result<()> {
+    match change {
+        Some(_) => println!("{done} Saved."),
+        None => println!("Nothing changed: the document already says that."),
+    }
+    Ok(())
+}
+
+/// See `DebugCommand::AckLoop`: prints `N` only after edit N is durable.
+pub fn ack_loop(
+    ws: &Workspace,
+    doc: &str,
+    list: &str,
+    field: &str,
+    prefix: &str,
+    count: u32,
+) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    for n in 1..=count {
+        let values = [(field.to_owned(), format!("{prefix}-{n}"))];
+        ws.edit(doc, "ack-loop", |agreement, roster| {
+            agreement.add_item(list, &values, roster).map(|_| ())
+        })?;
+        writeln!(out, "{n}")?;
+        out.flush()?;
+    }
+    Ok(())
+}

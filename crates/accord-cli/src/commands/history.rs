@@ -1,0 +1,107 @@
+use std::path::Path;
+
+use accord_model::markdown::{self, RenderOptions};
+use accord_model::{DocKind, HistoryEntry, RosterView};
+use accord_workspace::Workspace;
+use anyhow::{Result, bail};
+
+use crate::cli::ExportFormat;
+use crate::output;
+
+#[derive(serde::Serialize)]
+struct HistoryLine<'a> {
+    #[serde(flatten)]
+    entry: &'a HistoryEntry,
+    org_name: Option<String>,
+    summary: String,
+}
+
+pub fn history(ws: &Workspace, doc: &str, json: bool) -> Result<()> {
+    let (doc, roster, entries) = ws.history(doc)?;
+    let lines: Vec<HistoryLine> = entries
+        .iter()
+        .map(|entry| HistoryLine {
+            entry,
+            org_name: entry.org.map(|k| roster.display_name(&k)),
+            summary: summary(doc.kind, entry),
+        })
+        .collect();
+    if json {
+        return output::json(&lines);
+    }
+    println!(
+        "History of {:?} ({} changes, oldest first)",
+        doc.title,
+        lines.len()
+    );
+    for line in lines {
+        let who = line
+            .org_name
+            .unwrap_or_else(|| "unknown organisation".to_owned());
+        println!(
+            "{}  {}  {}",
+            output::time(line.entry.time),
+            who,
+            line.summary
+        );
+    }
+    Ok(())
+}
+
+/// "Purpose and aims +12 -0 chars; Milestones: 1 item added".
+fn summary(kind: DocKind, entry: &HistoryEntry) -> String {
+    let parts: Vec<String> = entry
+        .fields
+        .iter()
+        .map(|f| {
+            let label = kind
+                .section(&f.field)
+                .map(|s| s.label)
+                .unwrap_or(f.field.as_str());
+            format!("{label}: {}", f.describe())
+        })
+        .collect();
+    if parts.is_empty() {
+        entry
+            .message
+            .clone()
+            .unwrap_or_else(|| "(no visible change)".to_owned())
+    } else {
+        parts.join("; ")
+    }
+}
+
+pub fn export(
+    ws: &Workspace,
+    doc: &str,
+    format: ExportFormat,
+    output_file: Option<&Path>,
+) -> Result<()> {
+    let bytes = match format {
+        ExportFormat::Automerge => ws.export_automerge(doc)?,
+        ExportFormat::Md | ExportFormat::Html => render(ws, doc, format)?.into_bytes(),
+    };
+    match output_file {
+        Some(path) => {
+            std::fs::write(path, &bytes)?;
+            eprintln!("Wrote {} bytes to {}", bytes.len(), path.display());
+            Ok(())
+        }
+        None if format == ExportFormat::Automerge => {
+            bail!("the automerge format is binary: pass --output FILE")
+        }
+        None => output::text(&String::from_utf8_lossy(&bytes)),
+    }
+}
+
+fn render(ws: &Workspace, doc: &str, format: ExportFormat) -> Result<String> {
+    let (view, roster): (_, RosterView) = ws.view(doc)?;
+    let options = RenderOptions {
+        prompts: false,
+        editable: false,
+    };
+    Ok(match format {
+        ExportFormat::Html => markdown::render_html(&view, &roster, &options),
+        _ => markdown::render(&view, &roster, &options),
+    })
+}

@@ -1,0 +1,42 @@
+use accord_model::ModelError;
+use accord_store::StoreError;
+
+/// What went wrong, in terms a person can act on.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WorkspaceError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error("no partnership matches {0:?}: see `accord partnership list`")]
+    NoSuchPartnership(String),
+    #[error(
+        "{selector:?} matches several partnerships: {candidates}; use more of the name or the id"
+    )]
+    AmbiguousPartnership {
+        selector: String,
+        candidates: String,
+    },
+    #[error("no document matches {0:?}: see `accord doc list`")]
+    NoSuchDocument(String),
+    #[error(
+        "{selector:?} matches several documents: {candidates}; use more of the title or the id"
+    )]
+    AmbiguousDocument {
+        selector: String,
+        candidates: String,
+    },
+    #[error("only decision makers can {action}; your organisation is a {role} in {partnership:?}")]
+    NotEntitled {
+        action: String,
+        role: String,
+        partnership: String,
+    },
+    #[error("your organisation is not a member of {0:?}")]
+    NotAMember(String),
+    #[error("the stored document {id} is damaged: {detail}")]
+    DamagedDocument { id: String, detail: String },
+    #[error("could not get randomness from the operating system: {0}")]
+    Randomness(String),
+}

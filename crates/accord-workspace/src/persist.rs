@@ -1,0 +1,234 @@
+//! Turning Automerge documents into store writes and back.
+
+use accord_model::automerge::{ActorId, AutoCommit};
+use accord_model::{CommittedChange, DocId, load_document};
+use accord_store::{DocInfo, Replica, StoredDocument, WriteBatch};
+
+use crate::WorkspaceError;
+
+/// When to fold a document's change log back into its snapshot.
+///
+/// Loading from a long log is several times slower than loading a snapshot,
+/// but saving a snapshot costs time proportional to the whole document. We
+/// compact when the log holds as many changes as the snapshot (and at least
+/// `min_log_changes`), so the total cost of compaction stays a small
+/// constant factor of one final save, and a cold open never replays more
+/// than half the document's history as raw changes.
+#[derive(Clone, Copy, Debug)]
+pub struct CompactionPolicy {
+    pub min_log_changes: u64,
+}
+
+impl Default for CompactionPolicy {
+    fn default() -> Self {
+        Self {
+            min_log_changes: 256,
+        }
+    }
+}
+
+impl CompactionPolicy {
+    pub fn should_compact(&self, snapshot_changes: u64, log_changes: u64) -> bool {
+        log_changes >= self.min_log_changes.max(snapshot_changes)
+    }
+}
+
+/// The counters the store keeps for one document, mirrored in memory by
+/// whoever holds the document open.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct LogCounters {
+    pub snapshot_changes: u64,
+    pub log_changes: u64,
+    /// The store's `next_seq` as this holder knows it: the loaded value plus
+    /// one per append recorded since. Compactions pass it as the expected
+    /// value, so the store skips them (rather than lose data) when another
+    /// writer appended to the document meanwhile.
+    pub next_seq: u64,
+}
+
+impl LogCounters {
+    pub fn of(stored: &StoredDocument) -> Self {
+        Self {
+            snapshot_changes: stored.snapshot_changes,
+            log_changes: stored.log_changes,
+            next_seq: stored.next_seq,
+        }
+    }
+
+    /// Adds `change` and the document's new heads to `batch`, then a
+    /// compaction when the policy says so.
+    ///
+    /// The change is appended even when compacting: the compaction deletes
+    /// it again, but if the store skips the compaction (someone else
+    /// appended), the change must still be in the log.
+    pub fn record(
+        &mut self,
+        batch: &mut WriteBatch,
+        id: DocId,
+        doc: &mut AutoCommit,
+        change: CommittedChange,
+        policy: CompactionPolicy,
+    ) {
+        batch.append_changes(*id.as_bytes(), change.bytes, 1);
+        self.log_changes += 1;
+        self.next_seq += 1;
+        batch.set_heads(*id.as_bytes(), heads_of(doc));
+        if policy.should_compact(self.snapshot_changes, self.log_changes) {
+            self.compact(batch, id, doc);
+        }
+    }
+
+    /// Adds a compaction of `doc` to `batch`, valid only if no one but this
+    /// holder appended since the load; it leaves `next_seq` as it is.
+    pub fn compact(&mut self, batch: &mut WriteBatch, id: DocId, doc: &mut AutoCommit) {
+        let total = self.snapshot_changes + self.log_changes;
+        batch.compact(*id.as_bytes(), doc.save(), total, self.next_seq);
+        self.snapshot_changes = total;
+        self.log_changes = 0;
+    }
+}
+
+/// The document's current heads as raw change hashes, for the store's index.
+pub(crate) fn heads_of(doc: &mut AutoCommit) -> Vec<[u8; 32]> {
+    doc.get_heads().into_iter().map(|hash| hash.0).collect()
+}
+
+/// Loads a stored document; a document that fails to load is reported as
+/// damaged (never silently replaced).
+pub(crate) fn load(
+    replica: &Replica,
+    id: DocId,
+    actor: ActorId,
+) -> Result<Option<(DocInfo, AutoCommit, LogCounters)>, WorkspaceError> {
+    let Some(stored) = replica.load_document(id.as_bytes())? else {
+        return Ok(None);
+    };
+    let counters = LogCounters::of(&stored);
+    let doc = load_document(&stored.snapshot, &stored.changes, actor).map_err(|e| {
+        WorkspaceError::DamagedDocument {
+            id: id.to_string(),
+            detail: e.to_string(),
+        }
+    })?;
+    Ok(Some((stored.info, doc, counters)))
+}
+
+/// Adds a brand-new document, with its heads, to `batch`.
+pub(crate) fn put_new(batch: &mut WriteBatch, id: DocId, info: DocInfo, doc: &mut AutoCommit) {
+    batch.put_document(*id.as_bytes(), info, doc.save(), 1);
+    batch.set_heads(*id.as_bytes(), heads_of(doc));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compaction_waits_for_the_log_to_match_the_snapshot() {
+        let policy = CompactionPolicy {
+            min_log_changes: 10,
+        };
+        assert!(!policy.should_compact(0, 9));
+        assert!(policy.should_compact(0, 10));
+        assert!(!policy.should_compact(100, 99));
+        assert!(policy.should_compact(100, 100));
+    }
+
+    use accord_model::automerge::transaction::Transactable;
+    use accord_model::automerge::{ChangeHash, ROOT};
+
+    const ID: [u8; 16] = [4; 16];
+
+    fn info() -> DocInfo {
+        DocInfo {
+            partnership: [1; 16],
+            kind: "agreement".into(),
+            title: "T".into(),
+        }
+    }
+
+    fn edit(doc: &mut AutoCommit, value: &str) -> CommittedChange {
+        doc.put(ROOT, "title", value).unwrap();
+        let hash = doc.commit().unwrap();
+        let bytes = doc.get_change_by_hash(&hash).unwrap().raw_bytes().to_vec();
+        CommittedChange { hash, bytes }
+    }
+
+    fn heads(hashes: Vec<ChangeHash>) -> Vec<[u8; 32]> {
+        hashes.into_iter().map(|h| h.0).collect()
+    }
+
+    /// A replica holding one document with one change, and that document loaded.
+    fn setup(dir: &std::path::Path) -> (Replica, AutoCommit, LogCounters) {
+        let replica = Replica::create(dir, "Org", [3; 32], 0).unwrap();
+        let mut doc = AutoCommit::new();
+        edit(&mut doc, "first");
+        let mut batch = WriteBatch::new();
+        put_new(&mut batch, DocId::from_bytes(ID), info(), &mut doc);
+        replica.commit(batch).unwrap();
+        let (_, doc, counters) = load(&replica, DocId::from_bytes(ID), ActorId::random())
+            .unwrap()
+            .unwrap();
+        (replica, doc, counters)
+    }
+
+    fn stored(replica: &Replica) -> StoredDocument {
+        replica.load_document(&ID).unwrap().unwrap()
+    }
+
+    #[test]
+    fn recording_keeps_heads_and_next_seq_in_step_with_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let (replica, mut doc, mut counters) = setup(dir.path());
+        assert_eq!(stored(&replica).heads, heads(doc.get_heads()));
+        let policy = CompactionPolicy { min_log_changes: 3 };
+        for (n, value) in ["a", "b", "c", "d"].into_iter().enumerate() {
+            let change = edit(&mut doc, value);
+            let mut batch = WriteBatch::new();
+            counters.record(&mut batch, DocId::from_bytes(ID), &mut doc, change, policy);
+            replica.commit(batch).unwrap();
+            let now = stored(&replica);
+            assert_eq!(now.heads, heads(doc.get_heads()));
+            assert_eq!(
+                (now.next_seq, now.log_changes),
+                (counters.next_seq, counters.log_changes)
+            );
+            // The third change reaches the policy's minimum and compacts.
+            assert_eq!(now.changes.len(), [1, 2, 0, 1][n], "after {value}");
+        }
+    }
+
+    #[test]
+    fn a_compaction_racing_another_writer_keeps_both_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let (replica, mut doc, mut counters) = setup(dir.path());
+        let (_, mut other, mut other_counters) =
+            load(&replica, DocId::from_bytes(ID), ActorId::random())
+                .unwrap()
+                .unwrap();
+        let never = CompactionPolicy {
+            min_log_changes: u64::MAX,
+        };
+        let mut batch = WriteBatch::new();
+        let theirs = edit(&mut other, "theirs");
+        other_counters.record(&mut batch, DocId::from_bytes(ID), &mut other, theirs, never);
+        replica.commit(batch).unwrap();
+
+        let always = CompactionPolicy { min_log_changes: 0 };
+        let mut batch = WriteBatch::new();
+        let mine = edit(&mut doc, "mine");
+        let mine_hash = mine.hash;
+        counters.record(&mut batch, DocId::from_bytes(ID), &mut doc, mine, always);
+        replica.commit(batch).unwrap();
+
+        let (_, mut merged, _) = load(&replica, DocId::from_bytes(ID), ActorId::random())
+            .unwrap()
+            .unwrap();
+        let mut expected = merged.get_heads();
+        expected.sort();
+        let mut both = vec![mine_hash, other.get_heads()[0]];
+        both.sort();
+        assert_eq!(expected, both, "neither change was lost");
+        assert_eq!(stored(&replica).changes.len(), 2, "compaction skipped");
+    }
+}

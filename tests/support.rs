@@ -1,0 +1,110 @@
+//! Running the `accord` binary against a temporary data folder.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+pub fn accord_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_accord")
+}
+
+/// One organisation's replica in a temporary folder.
+pub struct Org {
+    _dir: tempfile::TempDir,
+    pub data: PathBuf,
+}
+
+impl Org {
+    /// A folder with no replica yet.
+    pub fn empty() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let data = dir.path().join("data");
+        Self { _dir: dir, data }
+    }
+
+    /// A folder with an initialised replica for `name`.
+    pub fn init(name: &str) -> Self {
+        let org = Self::empty();
+        org.ok(&["init", "--org", name]);
+        org
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(accord_bin());
+        cmd.arg("--data")
+            .arg(&self.data)
+            .args(args)
+            .env_remove("ACCORD_DATA")
+            .env("ACCORD_LOG", "warn");
+        cmd
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("run accord")
+    }
+
+    /// Runs a command that must succeed and returns its stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "accord {args:?} failed ({}):\nstdout: {}\nstderr: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf-8 stdout")
+    }
+
+    /// Runs a command that must fail; returns (exit code, stderr).
+    pub fn fails(&self, args: &[&str]) -> (i32, String) {
+        let out = self.run(args);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(
+            !out.status.success(),
+            "accord {args:?} should have failed; stdout: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        assert_no_panic(&stderr);
+        (out.status.code().unwrap_or(-1), stderr)
+    }
+
+    pub fn json(&self, args: &[&str]) -> Value {
+        let out = self.ok(args);
+        serde_json::from_str(&out)
+            .unwrap_or_else(|e| panic!("accord {args:?} printed invalid JSON ({e}): {out}"))
+    }
+
+    pub fn key(&self) -> String {
+        self.json(&["whoami", "--json"])["key"]
+            .as_str()
+            .expect("key")
+            .to_owned()
+    }
+
+    pub fn replica_file(&self) -> PathBuf {
+        self.data.join("replica.redb")
+    }
+
+    /// The agreement as JSON (`doc show --format json`).
+    pub fn doc(&self, doc: &str) -> Value {
+        self.json(&["doc", "show", doc, "--format", "json"])
+    }
+}
+
+pub fn assert_no_panic(stderr: &str) {
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("RUST_BACKTRACE"),
+        "accord panicked:\n{stderr}"
+    );
+}
+
+/// Writes an executable shell script (used as $EDITOR).
+pub fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join(name);
+    std::fs::write(&path, format!("#!/bin/sh\nset -e\n{body}\n")).expect("write script");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    path
+}

@@ -1,0 +1,7 @@
+//! Process-level tests: each drives the real `accord` binary in a
+//! temporary data folder, the way a person or a script would.
+
+mod durability;
+mod errors;
+mod story;
+mod support;
