@@ -1,6 +1,7 @@
 //! The command-line grammar. Every command and flag carries help written
 //! for someone using Accord for the first time.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -64,6 +65,58 @@ pub enum Command {
         #[arg(long, short, value_name = "FILE")]
         output: Option<PathBuf>,
     },
+    /// Run this organisation's node: sync live with partners and relays until Ctrl-C.
+    ///
+    /// While it runs, other `accord` commands on the same data folder go through it.
+    Serve {
+        /// Where partners can reach this node (127.0.0.1 keeps it to this machine).
+        #[arg(long, default_value = "127.0.0.1:7420")]
+        listen: SocketAddr,
+    },
+    /// Run a relay: it keeps partnerships for their members, so a partner who was
+    /// offline catches up from it. Uses its own data folder and key.
+    Relay {
+        /// Where members connect.
+        #[arg(long, default_value = "127.0.0.1:7400")]
+        listen: SocketAddr,
+        /// Only these organisations (fingerprints) may start partnerships here; repeat for more.
+        #[arg(long = "allow-org", value_name = "FINGERPRINT")]
+        allow_org: Vec<String>,
+    },
+    /// The peers and relays this replica syncs with.
+    #[command(subcommand)]
+    Peer(PeerCommand),
+    /// Sync once with the given (or configured) peers and relays, then stop.
+    Sync {
+        /// ws://HOST:PORT URLs; default: every configured peer.
+        urls: Vec<String>,
+        /// Give up on a peer after this many seconds.
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+        #[command(flatten)]
+        output: JsonFlag,
+    },
+    /// Make an invite code for a member already added with `member add`.
+    Invite {
+        /// The partnership: its id, or the start of its name.
+        partnership: String,
+        /// The invited member: its name, fingerprint or key.
+        #[arg(long)]
+        member: String,
+        /// The relay (or your node's address) the new member should sync with.
+        #[arg(long, value_name = "URL")]
+        relay: Option<String>,
+        /// The relay's public key, so the new member can check it (`accord relay` prints it).
+        #[arg(long, value_name = "KEY")]
+        relay_key: Option<String>,
+        #[command(flatten)]
+        output: JsonFlag,
+    },
+    /// Accept an invite code: the next `accord sync` or `accord serve` fetches the partnership.
+    Join {
+        /// The whole code, starting with accord-invite:
+        code: String,
+    },
     /// Build a sample partnership in a temporary folder and show each step (nothing is kept).
     Walkthrough,
     /// Tools for Accord's own tests.
@@ -87,6 +140,22 @@ pub enum DebugCommand {
         #[arg(long, default_value_t = 1000)]
         count: u32,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PeerCommand {
+    /// Add a peer or relay (its key is learned and pinned on first contact unless given).
+    Add {
+        /// ws://HOST:PORT (or wss://...).
+        url: String,
+        /// The organisation key it must prove.
+        #[arg(long)]
+        key: Option<String>,
+    },
+    /// List configured peers and relays.
+    List(JsonFlag),
+    /// Stop syncing with a peer or relay.
+    Remove { url: String },
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,29 +1,33 @@
 //! `accord`: the command line over an organisation's Accord replica.
 //!
-//! Thin by design: parse arguments, call the workspace library, print.
-//! Errors become one readable message and an exit code, never a backtrace.
+//! Thin by design: parse arguments, call the libraries, print. Errors
+//! become one readable message and an exit code, never a backtrace.
 
 mod cli;
 mod commands;
 mod data_dir;
+mod errors;
 mod output;
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
-/// Exit code for problems with the replica itself (missing, in use,
-/// damaged, too new), so scripts can tell them from a bad argument.
-const EXIT_REPLICA: u8 = 3;
-
 /// Exit code when Accord itself has a bug (a panic that nothing caught).
 const EXIT_INTERNAL: u8 = 70;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
-    init_logging();
+    init_logging(&cli.command);
     quiet_panics();
-    let outcome = std::panic::catch_unwind(|| commands::run(cli));
+    let outcome = std::panic::catch_unwind(|| {
+        let (mut stdout, mut stderr) = (std::io::stdout(), std::io::stderr());
+        let mut io = output::Io {
+            out: &mut stdout,
+            err: &mut stderr,
+        };
+        commands::run(cli, &mut io)
+    });
     let Ok(outcome) = outcome else {
         eprintln!(
             "error: Accord hit an internal error and stopped; your data was not changed by this command."
@@ -35,14 +39,8 @@ fn main() -> ExitCode {
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
-        Err(error) if is_broken_pipe(&error) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("error: {error}");
-            for cause in error.chain().skip(1) {
-                eprintln!("  because: {cause}");
-            }
-            ExitCode::from(exit_code(&error))
-        }
+        Err(error) if errors::is_broken_pipe(&error) => ExitCode::SUCCESS,
+        Err(error) => ExitCode::from(errors::report(&error, &mut std::io::stderr())),
     }
 }
 
@@ -55,42 +53,19 @@ fn quiet_panics() {
     }));
 }
 
-/// Logs go to stderr, quiet by default; `ACCORD_LOG=debug` for more.
-fn init_logging() {
+/// Logs go to stderr: the long-running node and relay say what they do;
+/// one-shot commands stay quiet (their output already says what happened).
+/// `ACCORD_LOG=debug` (or any tracing filter) for more.
+fn init_logging(command: &cli::Command) {
+    let default = match command {
+        cli::Command::Serve { .. } | cli::Command::Relay { .. } => "info",
+        _ => "error",
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_env("ACCORD_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false)
         .init();
-}
-
-fn exit_code(error: &anyhow::Error) -> u8 {
-    use accord_store::StoreError as S;
-    let store =
-        error.chain().find_map(
-            |e| match e.downcast_ref::<accord_workspace::WorkspaceError>() {
-                Some(accord_workspace::WorkspaceError::Store(s)) => Some(s),
-                _ => e.downcast_ref::<S>(),
-            },
-        );
-    match store {
-        Some(
-            S::NotInitialised { .. }
-            | S::InUse { .. }
-            | S::NotAReplica { .. }
-            | S::Corrupt { .. }
-            | S::TooNew { .. },
-        ) => EXIT_REPLICA,
-        _ => 1,
-    }
-}
-
-/// `accord doc show X | head` closing the pipe early is not an error.
-fn is_broken_pipe(error: &anyhow::Error) -> bool {
-    error.chain().any(|e| {
-        e.downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
-    })
 }

@@ -6,8 +6,8 @@ use redb::{ReadableTable, Table, WriteTransaction};
 
 use crate::error::StoreError;
 use crate::tables::{
-    self, CHANGES, DOCUMENTS, DocRecord, MAX_HEADS, MAX_SYNC_STATE_BYTES, SETTINGS, SNAPSHOTS,
-    SYNC_STATES,
+    self, CHANGES, DOCUMENTS, DocRecord, MAX_HEADS, MAX_SYNC_STATE_BYTES, SETTINGS, SNAPSHOT_CHUNK,
+    SNAPSHOTS, SYNC_STATES,
 };
 use crate::{DocInfo, DocKey};
 
@@ -240,7 +240,7 @@ fn info_len(info: &DocInfo) -> usize {
 struct Tables<'txn> {
     path: &'txn Path,
     documents: Table<'txn, DocKey, &'static [u8]>,
-    snapshots: Table<'txn, DocKey, &'static [u8]>,
+    snapshots: Table<'txn, (DocKey, u32), &'static [u8]>,
     changes: Table<'txn, (DocKey, u64), &'static [u8]>,
     settings: Table<'txn, &'static str, &'static [u8]>,
     sync_states: Table<'txn, (DocKey, [u8; 32]), &'static [u8]>,
@@ -323,10 +323,32 @@ impl<'txn> Tables<'txn> {
         Ok(())
     }
 
+    /// Replaces the snapshot of `id` with `snapshot`, in chunks of at most
+    /// [`SNAPSHOT_CHUNK`] bytes (always at least one chunk, so a stored
+    /// document always has a snapshot, even an empty one).
     fn write_snapshot(&mut self, id: &DocKey, snapshot: &[u8]) -> Result<(), StoreError> {
+        let id = *id;
         self.snapshots
-            .insert(id, snapshot)
+            .retain_in((id, 0)..=(id, u32::MAX), |_, _| false)
             .map_err(StoreError::redb(self.path))?;
+        let chunks = snapshot.chunks(SNAPSHOT_CHUNK);
+        if chunks.len() > u32::MAX as usize {
+            return Err(StoreError::TooLarge {
+                what: "snapshot",
+                size: snapshot.len(),
+                limit: SNAPSHOT_CHUNK * u32::MAX as usize,
+            });
+        }
+        if snapshot.is_empty() {
+            self.snapshots
+                .insert((id, 0), [].as_slice())
+                .map_err(StoreError::redb(self.path))?;
+        }
+        for (n, chunk) in chunks.enumerate() {
+            self.snapshots
+                .insert((id, n as u32), chunk)
+                .map_err(StoreError::redb(self.path))?;
+        }
         Ok(())
     }
 

@@ -59,6 +59,9 @@ struct State {
     failure: Option<Failure>,
     closing: bool,
     writer_exited: bool,
+    /// The writer is blocked on `work`: only then does `submit` need to wake it
+    /// (a futex wake per keystroke is measurable while the writer is busy anyway).
+    writer_idle: bool,
 }
 
 /// The first failed commit; every ticket from `first_ticket` on fails.
@@ -122,9 +125,20 @@ impl CommitQueue {
         if st.failure.is_none() {
             st.pending.push(batch);
             st.pending_bytes = st.pending_bytes.saturating_add(size);
-            self.shared.work.notify_one();
+            if st.writer_idle {
+                self.shared.work.notify_one();
+            }
         }
         ticket
+    }
+
+    /// The ticket the next [`submit`](CommitQueue::submit) will return.
+    ///
+    /// Exact only while one thread submits to this queue (e.g. a live
+    /// document that owns its queue and names a keystroke by the group that
+    /// will carry it before submitting that group).
+    pub fn next_ticket(&self) -> Ticket {
+        Ticket(self.shared.lock().last_submitted + 1)
     }
 
     /// Blocks until `ticket`'s batch is on disk, or returns why it never will be.
@@ -249,7 +263,9 @@ fn take_group(shared: &Shared) -> Option<(WriteBatch, u64)> {
         if st.closing {
             return None;
         }
+        st.writer_idle = true;
         st = shared.wait(&shared.work, st);
+        st.writer_idle = false;
     }
     let batches = std::mem::take(&mut st.pending);
     st.pending_bytes = 0;

@@ -3,7 +3,8 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{ErrorKind, Read};
-use std::path::Path;
+use std::ops::{Deref, DerefMut};
+use std::path::{Path, PathBuf};
 
 use redb::{Builder, Database, DatabaseError, ReadableDatabase, TableError};
 
@@ -20,6 +21,54 @@ const REDB_MAGIC: [u8; 9] = [b'r', b'e', b'd', b'b', 0x1A, 0x0A, 0xA9, 0x0D, 0x0
 
 /// Page cache limit; the default (1 GiB) is far more than a replica needs.
 const CACHE_BYTES: usize = 64 * 1024 * 1024;
+
+/// The open database. Closing it (on drop) commits redb's allocator state,
+/// which can panic on a file damaged outside redb since it was opened; the
+/// panic is caught and logged here (the file is then recovered by the next
+/// open, as after a crash), so dropping a replica never panics.
+pub(crate) struct Db {
+    db: Option<Database>,
+    path: PathBuf,
+}
+
+impl Db {
+    fn new(db: Database, path: &Path) -> Db {
+        Db {
+            db: Some(db),
+            path: path.to_owned(),
+        }
+    }
+}
+
+impl Deref for Db {
+    type Target = Database;
+    fn deref(&self) -> &Database {
+        self.db
+            .as_ref()
+            .expect("the database is open until dropped")
+    }
+}
+
+impl DerefMut for Db {
+    fn deref_mut(&mut self) -> &mut Database {
+        self.db
+            .as_mut()
+            .expect("the database is open until dropped")
+    }
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        let Some(db) = self.db.take() else { return };
+        let closed = no_panic(&self.path, || {
+            db.close()
+                .map_err(|err| StoreError::from_redb(&self.path, err))
+        });
+        if let Err(err) = closed {
+            tracing::warn!(path = %self.path.display(), %err, "the replica did not close cleanly");
+        }
+    }
+}
 
 /// What `meta` says about a replica.
 #[derive(Debug)]
@@ -70,22 +119,37 @@ pub(crate) fn precheck(path: &Path) -> Result<Option<Meta>, StoreError> {
     })
 }
 
-/// Opens the database for writing, verifying every page's checksum on the way.
+/// Opens the database for writing.
 ///
-/// The full check costs one read of the file per open; in exchange a file
-/// damaged outside redb is reported as `Corrupt` instead of being trusted.
-pub(crate) fn open_writable(path: &Path) -> Result<Database, StoreError> {
+/// redb recovers on its own from a crash or power loss: when the file was
+/// not shut down cleanly it verifies the checksum of every page of the
+/// committed trees, falls back to the previous commit if the last one is
+/// torn, and rebuilds its allocator state. A cleanly closed file is trusted,
+/// which keeps an open from reading (and committing to) the whole file.
+/// Damage made outside redb to a cleanly closed file is caught later: panics
+/// inside redb become `Corrupt` (`no_panic`), and Automerge checks every
+/// change and document chunk it loads. [`verify`] runs the full check on demand.
+pub(crate) fn open_writable(path: &Path) -> Result<Db, StoreError> {
     no_panic(path, || {
         Builder::new()
             .set_cache_size(CACHE_BYTES)
-            .set_check_integrity_on_open(true)
             .open(path)
+            .map(|db| Db::new(db, path))
+            .map_err(|err| map_open_error(path, err))
+    })
+}
+
+/// Verifies every page's checksum and repairs what redb can (see
+/// `Database::check_integrity`); `Ok(false)` means it found and repaired damage.
+pub(crate) fn verify(db: &mut Database, path: &Path) -> Result<bool, StoreError> {
+    no_panic(path, || {
+        db.check_integrity()
             .map_err(|err| map_open_error(path, err))
     })
 }
 
 /// Creates a brand-new database file; fails if any file is already there.
-pub(crate) fn create_new(path: &Path) -> Result<Database, StoreError> {
+pub(crate) fn create_new(path: &Path) -> Result<Db, StoreError> {
     let file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -106,6 +170,7 @@ pub(crate) fn create_new(path: &Path) -> Result<Database, StoreError> {
                 .set_cache_size(CACHE_BYTES)
                 .create_with_backend(backend)
         })
+        .map(|db| Db::new(db, path))
         .map_err(|err| {
             // The file is ours (create_new made it); leave nothing half-made behind.
             let _ = std::fs::remove_file(path);

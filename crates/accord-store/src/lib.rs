@@ -14,13 +14,15 @@
 //! |-------------|---------------------|---------------------------------------------------------|
 //! | `meta`      | `&str`              | `schema_version` (u32 LE), `org_name` (UTF-8), `created_at` (i64 LE unix secs), `org_public_key` (32 bytes) |
 //! | `documents` | [`DocKey`]          | record v1: `1u8`, partnership (16 bytes), kind and title (u32 LE length + UTF-8), then u64 LE `snapshot_changes`, `log_changes`, `log_bytes`, `next_seq`, then the heads: u32 LE count (at most [`MAX_HEADS`]) + 32-byte change hashes |
-//! | `snapshots` | [`DocKey`]          | latest `AutoCommit::save` of the document                |
+//! | `snapshots` | `(DocKey, u32 chunk)` | latest `AutoCommit::save` of the document, in chunks of at most 16 KiB − 128 B numbered from 0 (always at least one) |
 //! | `changes`   | `(DocKey, u64 seq)` | one log entry: raw Automerge change chunks, concatenated |
 //! | `settings`  | `&str`              | small values for later features (peers etc.)             |
 //! | `sync_states` | `(DocKey, [u8; 32] peer org key)` | encoded `automerge::sync::State` (opaque here, at most [`MAX_SYNC_STATE_BYTES`]) |
 //!
 //! A document is its snapshot plus its log in `seq` order; one range scan of
-//! `changes` loads the log. Sequence numbers only grow (`next_seq`), even across
+//! `snapshots` loads the snapshot and one of `changes` the log. Snapshots are
+//! chunked because redb gives a value larger than a page a power-of-two run of
+//! pages: one 130 KB value would take 256 KiB of file. Sequence numbers only grow (`next_seq`), even across
 //! compactions, so an entry's key is never reused. A compaction names the
 //! `next_seq` it expects and is skipped if another writer appended meanwhile,
 //! so it never deletes an entry its snapshot lacks.
@@ -39,11 +41,15 @@
 //!
 //! Opening refuses, before anything writes: a file that is not redb
 //! ([`StoreError::NotAReplica`]), a redb file without Accord's `meta`, a newer
-//! schema ([`StoreError::TooNew`]), a missing or damaged key file. Every page
-//! checksum is verified on open, and panics inside redb are turned into
-//! [`StoreError::Corrupt`]. The one write that can precede the schema check is
-//! redb's own crash recovery, needed when the file was not closed cleanly
-//! (a read-only handle cannot read such a file).
+//! schema ([`StoreError::TooNew`]), a missing or damaged key file. A file
+//! that was not closed cleanly is recovered by redb, which verifies every page
+//! checksum and falls back to the last intact commit; a cleanly closed file is
+//! trusted on open (reading and rewriting the whole file on every open would
+//! cost more than the rest of the open), and [`Replica::verify`] checks it in
+//! full on demand. Panics inside redb are turned into [`StoreError::Corrupt`],
+//! and Automerge verifies every chunk it loads. The one write that can precede
+//! the schema check is redb's own crash recovery, needed when the file was not
+//! closed cleanly (a read-only handle cannot read such a file).
 
 #![warn(missing_docs)]
 

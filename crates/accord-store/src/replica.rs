@@ -6,11 +6,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use accord_identity::OrgSecret;
-use redb::{Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable, TableError};
+use redb::{Durability, ReadTransaction, ReadableDatabase, ReadableTable, TableError};
 
 use crate::batch::WriteBatch;
 use crate::commit_queue::CommitQueue;
-use crate::db_file::{self, DB_FILE, Meta};
+use crate::db_file::{self, DB_FILE, Db, Meta};
 use crate::error::{StoreError, no_panic};
 use crate::key_file::{self, KEY_FILE};
 use crate::lock::FolderLock;
@@ -64,7 +64,7 @@ pub struct IndexEntry {
 /// are serialised by the database.
 pub struct Replica {
     // Field order is drop order: the database closes before the lock is released.
-    db: Database,
+    db: Db,
     secret: OrgSecret,
     org_name: String,
     created_at: i64,
@@ -124,7 +124,9 @@ impl Replica {
     /// Checks, in order and before anything writes: the folder holds a
     /// replica, it is a redb file, no one else has it open, the key file is
     /// sound, the schema is not newer than this build, and the key belongs to
-    /// this replica. Then verifies every page's checksum while opening.
+    /// this replica. A file that was not closed cleanly is recovered by redb
+    /// (which verifies every page's checksum); a cleanly closed one is
+    /// trusted (see [`verify`](Replica::verify) for the full check).
     pub fn open(dir: &Path) -> Result<Replica, StoreError> {
         let db_path = dir.join(DB_FILE);
         if !db_path.try_exists().map_err(StoreError::io(&db_path))? {
@@ -140,18 +142,12 @@ impl Replica {
             check_key(&meta, &secret, &key_path)?;
         }
         let db = db_file::open_writable(&db_path)?;
-        let meta = no_panic(&db_path, || db_file::read_meta(&db, &db_path))?;
+        let meta = no_panic(&db_path, || db_file::read_meta(&*db, &db_path))?;
         check_key(&meta, &secret, &key_path)?;
         Ok(Replica::assemble(dir, db, secret, meta, lock))
     }
 
-    fn assemble(
-        dir: &Path,
-        db: Database,
-        secret: OrgSecret,
-        meta: Meta,
-        lock: FolderLock,
-    ) -> Replica {
+    fn assemble(dir: &Path, db: Db, secret: OrgSecret, meta: Meta, lock: FolderLock) -> Replica {
         Replica {
             db,
             secret,
@@ -228,13 +224,7 @@ impl Replica {
                 return Ok(None);
             };
             let record = decode_record(path, value.value())?;
-            let snapshots = txn.open_table(SNAPSHOTS).map_err(StoreError::redb(path))?;
-            let snapshot = snapshots
-                .get(id)
-                .map_err(StoreError::redb(path))?
-                .ok_or_else(|| StoreError::corrupt(path, "a document has no snapshot"))?
-                .value()
-                .to_vec();
+            let snapshot = read_snapshot(txn, path, *id)?;
             let changes = read_log(txn, path, *id)?;
             Ok(Some(StoredDocument {
                 info: record.info,
@@ -316,6 +306,14 @@ impl Replica {
         Ok(())
     }
 
+    /// Verifies the checksum of every page of the database and repairs what
+    /// redb can: `Ok(true)` if the file was intact, `Ok(false)` if damage was
+    /// found and repaired, `Err(Corrupt)` if it could not be. Reads the whole
+    /// file; for a `doctor`-style check, not for every open.
+    pub fn verify(&mut self) -> Result<bool, StoreError> {
+        db_file::verify(&mut self.db, &self.db_path)
+    }
+
     /// Size of the database file in bytes, e.g. to decide when to `compact_file`.
     pub fn file_size(&self) -> Result<u64, StoreError> {
         std::fs::metadata(&self.db_path)
@@ -357,6 +355,28 @@ impl Replica {
             f(&txn, path)
         })
     }
+}
+
+/// The chunks of a snapshot, concatenated; they must be numbered 0, 1, 2...
+fn read_snapshot(txn: &ReadTransaction, path: &Path, id: DocKey) -> Result<Vec<u8>, StoreError> {
+    let table = txn.open_table(SNAPSHOTS).map_err(StoreError::redb(path))?;
+    let range = table
+        .range((id, 0)..=(id, u32::MAX))
+        .map_err(StoreError::redb(path))?;
+    let mut snapshot = Vec::new();
+    let mut chunks = 0u32;
+    for entry in range {
+        let (key, value) = entry.map_err(StoreError::redb(path))?;
+        if key.value().1 != chunks {
+            return Err(StoreError::corrupt(path, "a snapshot is missing a chunk"));
+        }
+        chunks += 1;
+        snapshot.extend_from_slice(value.value());
+    }
+    if chunks == 0 {
+        return Err(StoreError::corrupt(path, "a document has no snapshot"));
+    }
+    Ok(snapshot)
 }
 
 fn read_log(txn: &ReadTransaction, path: &Path, id: DocKey) -> Result<Vec<Vec<u8>>, StoreError> {

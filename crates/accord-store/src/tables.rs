@@ -12,8 +12,17 @@ use crate::DocKey;
 pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 /// One [`DocRecord`] per document.
 pub(crate) const DOCUMENTS: TableDefinition<DocKey, &[u8]> = TableDefinition::new("documents");
-/// The latest compacted Automerge snapshot (`AutoCommit::save`) of each document.
-pub(crate) const SNAPSHOTS: TableDefinition<DocKey, &[u8]> = TableDefinition::new("snapshots");
+/// The latest compacted Automerge snapshot (`AutoCommit::save`) of each
+/// document, split into chunks of at most [`SNAPSHOT_CHUNK`] bytes keyed by
+/// (document, chunk index from 0): the snapshot is the chunks concatenated in order.
+pub(crate) const SNAPSHOTS: TableDefinition<(DocKey, u32), &[u8]> =
+    TableDefinition::new("snapshots");
+
+/// Largest snapshot chunk. redb stores a value above a page in its own run of
+/// pages rounded up to a power of two, so one 130 KB value occupies 256 KiB
+/// (and after `compact` about twice that). Chunks just under 16 KiB (leaving
+/// room for redb's per-value overhead) keep the waste per chunk small.
+pub(crate) const SNAPSHOT_CHUNK: usize = 16 * 1024 - 128;
 /// Change-log entries, keyed by (document, sequence number) so one range scan loads a log.
 pub(crate) const CHANGES: TableDefinition<(DocKey, u64), &[u8]> = TableDefinition::new("changes");
 /// Free-form small settings for later features (known peers etc.).

@@ -37,6 +37,14 @@ pub enum WorkspaceError {
     NotAMember(String),
     #[error("the stored document {id} is damaged: {detail}")]
     DamagedDocument { id: String, detail: String },
+    #[error("{0:?} is not a websocket URL: use ws://HOST:PORT (or wss://)")]
+    BadUrl(String),
+    #[error("this is not a valid invite code: copy the whole line that starts with accord-invite:")]
+    BadInvite,
+    #[error(
+        "this invite is for another organisation (fingerprint {fingerprint}); check `accord whoami` and ask for a new invite"
+    )]
+    InviteForSomeoneElse { fingerprint: String },
     #[error("could not get randomness from the operating system: {0}")]
     Randomness(String),
 }

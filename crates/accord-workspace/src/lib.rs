@@ -8,14 +8,18 @@
 //! When a call returns `Ok`, the edit survives `kill -9`.
 
 mod error;
+mod invite;
 mod live;
 mod persist;
 mod resolve;
+mod settings;
 mod workspace;
 
 pub use error::WorkspaceError;
+pub use invite::Invite;
 pub use live::LiveDocument;
-pub use persist::CompactionPolicy;
+pub use persist::{CommitListener, Committed, CompactionPolicy};
+pub use settings::{PeerConfig, normalise_url};
 pub use workspace::{DocumentRef, OrgInfo, Workspace};
 
 /// Seconds since the Unix epoch from the system clock.

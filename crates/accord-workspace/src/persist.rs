@@ -1,10 +1,53 @@
 //! Turning Automerge documents into store writes and back.
 
+use accord_model::automerge::ChangeHash;
 use accord_model::automerge::{ActorId, AutoCommit};
-use accord_model::{CommittedChange, DocId, load_document};
+use accord_model::{CommittedChange, DocId, PartnershipId, load_document};
 use accord_store::{DocInfo, Replica, StoredDocument, WriteBatch};
 
 use crate::WorkspaceError;
+
+/// Something this workspace made durable, told to whoever listens (the
+/// sync engine pushes it to connected partners).
+#[derive(Clone, Debug)]
+pub enum Committed {
+    /// A document created here.
+    NewDocument {
+        doc: DocId,
+        partnership: PartnershipId,
+        kind: String,
+        heads: Vec<ChangeHash>,
+    },
+    /// A change made here to an existing document.
+    Change {
+        doc: DocId,
+        change: Vec<u8>,
+        heads: Vec<ChangeHash>,
+    },
+}
+
+/// Told about every durable write of a workspace.
+pub type CommitListener = std::sync::Arc<dyn Fn(&[Committed]) + Send + Sync>;
+
+/// A write batch plus what to announce once it is durable.
+#[derive(Debug, Default)]
+pub struct Tx {
+    pub batch: WriteBatch,
+    pub committed: Vec<Committed>,
+}
+
+impl std::ops::Deref for Tx {
+    type Target = WriteBatch;
+    fn deref(&self) -> &WriteBatch {
+        &self.batch
+    }
+}
+
+impl std::ops::DerefMut for Tx {
+    fn deref_mut(&mut self) -> &mut WriteBatch {
+        &mut self.batch
+    }
+}
 
 /// When to fold a document's change log back into its snapshot.
 ///
@@ -63,16 +106,38 @@ impl LogCounters {
     /// appended), the change must still be in the log.
     pub fn record(
         &mut self,
-        batch: &mut WriteBatch,
+        batch: &mut Tx,
         id: DocId,
         doc: &mut AutoCommit,
         change: CommittedChange,
         policy: CompactionPolicy,
     ) {
-        batch.append_changes(*id.as_bytes(), change.bytes, 1);
-        self.log_changes += 1;
+        self.record_entry(batch, id, doc, change.bytes, 1, policy);
+    }
+
+    /// Like [`record`](Self::record), for one log entry holding `count`
+    /// changes: `bytes` is their raw change chunks concatenated (as
+    /// `save_after` returns them), loadable with one `load_incremental`.
+    /// The entry takes one sequence number, whatever `count` is.
+    pub fn record_entry(
+        &mut self,
+        batch: &mut Tx,
+        id: DocId,
+        doc: &mut AutoCommit,
+        bytes: Vec<u8>,
+        count: u64,
+        policy: CompactionPolicy,
+    ) {
+        let heads = doc.get_heads();
+        batch.committed.push(Committed::Change {
+            doc: id,
+            change: bytes.clone(),
+            heads: heads.clone(),
+        });
+        batch.append_changes(*id.as_bytes(), bytes, count);
+        self.log_changes += count;
         self.next_seq += 1;
-        batch.set_heads(*id.as_bytes(), heads_of(doc));
+        batch.set_heads(*id.as_bytes(), heads.iter().map(|h| h.0).collect());
         if policy.should_compact(self.snapshot_changes, self.log_changes) {
             self.compact(batch, id, doc);
         }
@@ -86,11 +151,6 @@ impl LogCounters {
         self.snapshot_changes = total;
         self.log_changes = 0;
     }
-}
-
-/// The document's current heads as raw change hashes, for the store's index.
-pub(crate) fn heads_of(doc: &mut AutoCommit) -> Vec<[u8; 32]> {
-    doc.get_heads().into_iter().map(|hash| hash.0).collect()
 }
 
 /// Loads a stored document; a document that fails to load is reported as
@@ -114,9 +174,16 @@ pub(crate) fn load(
 }
 
 /// Adds a brand-new document, with its heads, to `batch`.
-pub(crate) fn put_new(batch: &mut WriteBatch, id: DocId, info: DocInfo, doc: &mut AutoCommit) {
+pub(crate) fn put_new(batch: &mut Tx, id: DocId, info: DocInfo, doc: &mut AutoCommit) {
+    let heads = doc.get_heads();
+    batch.committed.push(Committed::NewDocument {
+        doc: id,
+        partnership: PartnershipId::from_bytes(info.partnership),
+        kind: info.kind.clone(),
+        heads: heads.clone(),
+    });
     batch.put_document(*id.as_bytes(), info, doc.save(), 1);
-    batch.set_heads(*id.as_bytes(), heads_of(doc));
+    batch.set_heads(*id.as_bytes(), heads.iter().map(|h| h.0).collect());
 }
 
 #[cfg(test)]
@@ -163,9 +230,9 @@ mod tests {
         let replica = Replica::create(dir, "Org", [3; 32], 0).unwrap();
         let mut doc = AutoCommit::new();
         edit(&mut doc, "first");
-        let mut batch = WriteBatch::new();
+        let mut batch = Tx::default();
         put_new(&mut batch, DocId::from_bytes(ID), info(), &mut doc);
-        replica.commit(batch).unwrap();
+        replica.commit(batch.batch).unwrap();
         let (_, doc, counters) = load(&replica, DocId::from_bytes(ID), ActorId::random())
             .unwrap()
             .unwrap();
@@ -184,9 +251,9 @@ mod tests {
         let policy = CompactionPolicy { min_log_changes: 3 };
         for (n, value) in ["a", "b", "c", "d"].into_iter().enumerate() {
             let change = edit(&mut doc, value);
-            let mut batch = WriteBatch::new();
+            let mut batch = Tx::default();
             counters.record(&mut batch, DocId::from_bytes(ID), &mut doc, change, policy);
-            replica.commit(batch).unwrap();
+            replica.commit(batch.batch).unwrap();
             let now = stored(&replica);
             assert_eq!(now.heads, heads(doc.get_heads()));
             assert_eq!(
@@ -209,17 +276,17 @@ mod tests {
         let never = CompactionPolicy {
             min_log_changes: u64::MAX,
         };
-        let mut batch = WriteBatch::new();
+        let mut batch = Tx::default();
         let theirs = edit(&mut other, "theirs");
         other_counters.record(&mut batch, DocId::from_bytes(ID), &mut other, theirs, never);
-        replica.commit(batch).unwrap();
+        replica.commit(batch.batch).unwrap();
 
         let always = CompactionPolicy { min_log_changes: 0 };
-        let mut batch = WriteBatch::new();
+        let mut batch = Tx::default();
         let mine = edit(&mut doc, "mine");
         let mine_hash = mine.hash;
         counters.record(&mut batch, DocId::from_bytes(ID), &mut doc, mine, always);
-        replica.commit(batch).unwrap();
+        replica.commit(batch.batch).unwrap();
 
         let (_, mut merged, _) = load(&replica, DocId::from_bytes(ID), ActorId::random())
             .unwrap()

@@ -7,10 +7,10 @@ use accord_model::{
     Agreement, AgreementView, DocId, DocKind, HistoryEntry, ModelError, PartnershipId, Role,
     Roster, RosterView, history, new_document_actor,
 };
-use accord_store::{DocInfo, Replica, WriteBatch};
+use accord_store::{DocInfo, Replica};
 
 use crate::live::LiveDocument;
-use crate::persist::{self, CompactionPolicy, LogCounters};
+use crate::persist::{self, CommitListener, CompactionPolicy, LogCounters, Tx};
 use crate::resolve::{Miss, resolve};
 use crate::{WorkspaceError, random_bytes, unix_now};
 
@@ -46,6 +46,7 @@ pub struct Workspace {
     /// Fresh per process: the org key plus a random suffix.
     actor: ActorId,
     policy: CompactionPolicy,
+    listener: std::sync::RwLock<Option<CommitListener>>,
 }
 
 impl Workspace {
@@ -65,12 +66,33 @@ impl Workspace {
             replica: Arc::new(replica),
             actor,
             policy: CompactionPolicy::default(),
+            listener: std::sync::RwLock::new(None),
         })
     }
 
     pub fn with_compaction_policy(mut self, policy: CompactionPolicy) -> Self {
         self.policy = policy;
         self
+    }
+
+    /// Calls `listener` after every durable write with what was committed
+    /// (the node uses this to push local edits to partners).
+    pub fn set_commit_listener(&self, listener: CommitListener) {
+        if let Ok(mut slot) = self.listener.write() {
+            *slot = Some(listener);
+        }
+    }
+
+    /// Commits durably, then tells the listener.
+    fn finish(&self, tx: Tx) -> Result<(), WorkspaceError> {
+        self.replica.commit(tx.batch)?;
+        let listener = self.listener.read().ok().and_then(|l| l.clone());
+        if let Some(listener) = listener
+            && !tx.committed.is_empty()
+        {
+            listener(&tx.committed);
+        }
+        Ok(())
     }
 
     pub fn replica(&self) -> &Arc<Replica> {
@@ -98,14 +120,14 @@ impl Workspace {
             unix_now(),
         )?;
         let view = roster.view();
-        let mut batch = WriteBatch::default();
+        let mut batch = Tx::default();
         persist::put_new(
             &mut batch,
             view.id.roster_doc(),
             roster_info(&view),
             roster.doc_mut(),
         );
-        self.replica.commit(batch)?;
+        self.finish(batch)?;
         Ok(view)
     }
 
@@ -151,7 +173,7 @@ impl Workspace {
         self.require_decision_maker(&roster.view(), "add members")?;
         let now = unix_now();
         roster.add_member(&key, name.trim(), role, now)?;
-        let mut batch = WriteBatch::default();
+        let mut batch = Tx::default();
         if let Some(change) = roster.commit(&format!("Added {name:?} as {role}"), now) {
             counters.record(
                 &mut batch,
@@ -175,7 +197,7 @@ impl Workspace {
                 );
             }
         }
-        self.replica.commit(batch)?;
+        self.finish(batch)?;
         Ok(view)
     }
 
@@ -210,7 +232,7 @@ impl Workspace {
         let (mut agreement, _) =
             Agreement::create(id, kind, pid, title.trim(), self.actor.clone(), &view, now)?;
         roster.add_document(id, kind, &agreement.title())?;
-        let mut batch = WriteBatch::default();
+        let mut batch = Tx::default();
         let info = DocInfo {
             partnership: *pid.as_bytes(),
             kind: kind.as_str().to_owned(),
@@ -229,7 +251,7 @@ impl Workspace {
                 self.policy,
             );
         }
-        self.replica.commit(batch)?;
+        self.finish(batch)?;
         Ok(DocumentRef {
             id,
             kind,
@@ -348,7 +370,7 @@ impl Workspace {
             return Ok(None);
         };
         let hash = change.hash.to_string();
-        let mut batch = WriteBatch::default();
+        let mut batch = Tx::default();
         counters.record(&mut batch, doc.id, agreement.doc_mut(), change, self.policy);
         let title = agreement.title();
         if title != doc.title {
@@ -371,7 +393,7 @@ impl Workspace {
             };
             batch.set_info(*doc.id.as_bytes(), info);
         }
-        self.replica.commit(batch)?;
+        self.finish(batch)?;
         Ok(Some(hash))
     }
 
@@ -423,7 +445,7 @@ impl Workspace {
         self.require_decision_maker(&roster.view(), action)?;
         edit(&mut roster)?;
         if let Some(change) = roster.commit(message, unix_now()) {
-            let mut batch = WriteBatch::default();
+            let mut batch = Tx::default();
             counters.record(
                 &mut batch,
                 pid.roster_doc(),
@@ -431,7 +453,7 @@ impl Workspace {
                 change,
                 self.policy,
             );
-            self.replica.commit(batch)?;
+            self.finish(batch)?;
         }
         Ok(roster.view())
     }

@@ -1,3 +1,4 @@
+use crate::output::Io;
 use std::io::Write;
 use std::process::Command;
 
@@ -11,6 +12,7 @@ use crate::cli::ShowFormat;
 use crate::output;
 
 pub fn create(
+    io: &mut Io<'_>,
     ws: &Workspace,
     partnership: &str,
     kind: &str,
@@ -23,68 +25,75 @@ pub fn create(
     }
     let doc = ws.create_document(partnership, kind, title)?;
     if json {
-        return output::json(&doc);
+        return output::json(io, &doc);
     }
-    println!("{}", doc.id);
-    eprintln!(
+    writeln!(io.out, "{}", doc.id)?;
+    writeln!(
+        io.err,
         "Created {} {:?} in {} from the template.",
         kind.label(),
         doc.title,
         doc.partnership_name
-    );
-    eprintln!(
+    )?;
+    writeln!(
+        io.err,
         "Next: accord doc show {:?}   or   accord doc edit {:?}",
         doc.title, doc.title
-    );
+    )?;
     Ok(())
 }
 
-pub fn list(ws: &Workspace, partnership: Option<&str>, json: bool) -> Result<()> {
+pub fn list(io: &mut Io<'_>, ws: &Workspace, partnership: Option<&str>, json: bool) -> Result<()> {
     let docs = ws.documents(partnership)?;
     if json {
-        return output::json(&docs);
+        return output::json(io, &docs);
     }
     if docs.is_empty() {
-        println!(
+        writeln!(
+            io.out,
             "No agreements yet. Create one with: accord doc new PARTNERSHIP --kind mou --title \"Our MOU\""
-        );
+        )?;
     }
     for d in docs {
-        println!(
+        writeln!(
+            io.out,
             "{}  {:<8} {}  ({})",
             d.id,
             d.kind.as_str(),
             d.title,
             d.partnership_name
-        );
+        )?;
     }
     Ok(())
 }
 
-pub fn show(ws: &Workspace, doc: &str, format: ShowFormat) -> Result<()> {
+pub fn show(io: &mut Io<'_>, ws: &Workspace, doc: &str, format: ShowFormat) -> Result<()> {
     let (view, roster) = ws.view(doc)?;
     match format {
-        ShowFormat::Json => output::json(&view.to_json()),
-        ShowFormat::Md => output::text(&markdown::render(
-            &view,
-            &roster,
-            &RenderOptions {
-                prompts: true,
-                editable: false,
-            },
-        )),
+        ShowFormat::Json => output::json(io, &view.to_json()),
+        ShowFormat::Md => output::text(
+            io,
+            &markdown::render(
+                &view,
+                &roster,
+                &RenderOptions {
+                    prompts: true,
+                    editable: false,
+                },
+            ),
+        ),
     }
 }
 
-pub fn set(ws: &Workspace, doc: &str, field: &str, value: &str) -> Result<()> {
+pub fn set(io: &mut Io<'_>, ws: &Workspace, doc: &str, field: &str, value: &str) -> Result<()> {
     let message = format!("Set {field}");
     let change = ws.edit(doc, &message, |agreement, roster| {
         agreement.set(field, value, roster)
     })?;
-    report(change, &format!("Set {field}."))
+    report(io, change, &format!("Set {field}."))
 }
 
-pub fn add(ws: &Workspace, doc: &str, list: &str, pairs: &[String]) -> Result<()> {
+pub fn add(io: &mut Io<'_>, ws: &Workspace, doc: &str, list: &str, pairs: &[String]) -> Result<()> {
     let values = pairs
         .iter()
         .map(|pair| {
@@ -102,19 +111,19 @@ pub fn add(ws: &Workspace, doc: &str, list: &str, pairs: &[String]) -> Result<()
             Ok(())
         },
     )?;
-    report(change, &format!("Added item {new_id} to {list}."))
+    report(io, change, &format!("Added item {new_id} to {list}."))
 }
 
-pub fn remove(ws: &Workspace, doc: &str, item: &str) -> Result<()> {
+pub fn remove(io: &mut Io<'_>, ws: &Workspace, doc: &str, item: &str) -> Result<()> {
     let change = ws.edit(doc, &format!("Removed {item}"), |agreement, _| {
         agreement.remove_item(item)
     })?;
-    report(change, &format!("Removed {item}."))
+    report(io, change, &format!("Removed {item}."))
 }
 
 /// Opens the Markdown rendering in the user's editor, then applies only
 /// what they changed, as edits against the version they started from.
-pub fn edit(ws: &Workspace, doc: &str) -> Result<()> {
+pub fn edit(io: &mut Io<'_>, ws: &Workspace, doc: &str) -> Result<()> {
     let (view, roster) = ws.view(doc)?;
     let original = markdown::render(
         &view,
@@ -127,14 +136,14 @@ pub fn edit(ws: &Workspace, doc: &str) -> Result<()> {
     let edited = run_editor(&original)?;
     let edits = markdown::parse_edit(&view, &edited, &roster)?;
     if edits.is_empty() {
-        println!("No changes.");
+        writeln!(io.out, "No changes.")?;
         return Ok(());
     }
     let base: Vec<ChangeHash> = view.heads.iter().filter_map(|h| h.parse().ok()).collect();
     let change = ws.edit_at(doc, Some(&base), "Edited in editor", |agreement, roster| {
         markdown::apply_edits(agreement, &edits, roster)
     })?;
-    report(change, &format!("Applied {} change(s).", edits.len()))
+    report(io, change, &format!("Applied {} change(s).", edits.len()))
 }
 
 fn run_editor(initial: &str) -> Result<String> {
@@ -162,16 +171,17 @@ fn run_editor(initial: &str) -> Result<String> {
     Ok(std::fs::read_to_string(file.path())?)
 }
 
-fn report(change: Option<String>, done: &str) -> Result<()> {
+fn report(io: &mut Io<'_>, change: Option<String>, done: &str) -> Result<()> {
     match change {
-        Some(_) => println!("{done} Saved."),
-        None => println!("Nothing changed: the document already says that."),
+        Some(_) => writeln!(io.out, "{done} Saved.")?,
+        None => writeln!(io.out, "Nothing changed: the document already says that.")?,
     }
     Ok(())
 }
 
 /// See `DebugCommand::AckLoop`: prints `N` only after edit N is durable.
 pub fn ack_loop(
+    io: &mut Io<'_>,
     ws: &Workspace,
     doc: &str,
     list: &str,
@@ -179,7 +189,7 @@ pub fn ack_loop(
     prefix: &str,
     count: u32,
 ) -> Result<()> {
-    let mut out = std::io::stdout().lock();
+    let out = &mut *io.out;
     for n in 1..=count {
         let values = [(field.to_owned(), format!("{prefix}-{n}"))];
         ws.edit(doc, "ack-loop", |agreement, roster| {

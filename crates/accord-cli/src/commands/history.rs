@@ -1,3 +1,4 @@
+use crate::output::Io;
 use std::path::Path;
 
 use accord_model::markdown::{self, RenderOptions};
@@ -16,7 +17,7 @@ struct HistoryLine<'a> {
     summary: String,
 }
 
-pub fn history(ws: &Workspace, doc: &str, json: bool) -> Result<()> {
+pub fn history(io: &mut Io<'_>, ws: &Workspace, doc: &str, json: bool) -> Result<()> {
     let (doc, roster, entries) = ws.history(doc)?;
     let lines: Vec<HistoryLine> = entries
         .iter()
@@ -27,23 +28,25 @@ pub fn history(ws: &Workspace, doc: &str, json: bool) -> Result<()> {
         })
         .collect();
     if json {
-        return output::json(&lines);
+        return output::json(io, &lines);
     }
-    println!(
+    writeln!(
+        io.out,
         "History of {:?} ({} changes, oldest first)",
         doc.title,
         lines.len()
-    );
+    )?;
     for line in lines {
         let who = line
             .org_name
             .unwrap_or_else(|| "unknown organisation".to_owned());
-        println!(
+        writeln!(
+            io.out,
             "{}  {}  {}",
             output::time(line.entry.time),
             who,
             line.summary
-        );
+        )?;
     }
     Ok(())
 }
@@ -72,6 +75,7 @@ fn summary(kind: DocKind, entry: &HistoryEntry) -> String {
 }
 
 pub fn export(
+    io: &mut Io<'_>,
     ws: &Workspace,
     doc: &str,
     format: ExportFormat,
@@ -84,13 +88,13 @@ pub fn export(
     match output_file {
         Some(path) => {
             std::fs::write(path, &bytes)?;
-            eprintln!("Wrote {} bytes to {}", bytes.len(), path.display());
+            writeln!(io.err, "Wrote {} bytes to {}", bytes.len(), path.display())?;
             Ok(())
         }
         None if format == ExportFormat::Automerge => {
             bail!("the automerge format is binary: pass --output FILE")
         }
-        None => output::text(&String::from_utf8_lossy(&bytes)),
+        None => output::text(io, &String::from_utf8_lossy(&bytes)),
     }
 }
 

@@ -1,58 +1,162 @@
 //! One module per command family; each function does one command.
+//!
+//! Commands that need the replica run against a [`Ctx`]: normally a
+//! workspace opened by this process, or, while `accord serve` holds the
+//! replica, the node's own workspace (the command is sent over the
+//! control socket and runs inside the node).
 
 mod docs;
 mod history;
+mod net;
 mod partnership;
 mod setup;
 mod walkthrough;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::sync::Arc;
 
-use accord_workspace::Workspace;
+use accord_node::NodeHandle;
+use accord_store::StoreError;
+use accord_workspace::{Workspace, WorkspaceError};
 use anyhow::Result;
 
-use crate::cli::{Cli, Command, DebugCommand, DocCommand, MemberCommand, PartnershipCommand};
+use crate::cli::{
+    Cli, Command, DebugCommand, DocCommand, MemberCommand, PartnershipCommand, PeerCommand,
+};
 use crate::data_dir;
+use crate::output::Io;
 
-pub fn run(cli: Cli) -> Result<()> {
+/// What a command runs against.
+pub struct Ctx {
+    pub ws: Arc<Workspace>,
+    /// Set when running inside `accord serve`: syncs use the live node.
+    pub node: Option<NodeHandle>,
+}
+
+/// The command's exit code was decided elsewhere (by the running node).
+#[derive(Debug, thiserror::Error)]
+#[error("exit {0}")]
+pub struct Forwarded(pub u8);
+
+/// Runs a command from the terminal.
+pub fn run(cli: Cli, io: &mut Io<'_>) -> Result<()> {
+    let explicit_data = cli.data.is_some();
     let data = data_dir::resolve(cli.data)?;
     match cli.command {
-        Command::Init { org, output } => setup::init(&data, &org, output.json),
-        Command::Whoami(output) => setup::whoami(&open(&data)?, output.json),
-        Command::Partnership(command) => partnership_command(&data, command),
-        Command::Member(command) => member_command(&data, command),
-        Command::Doc(command) => doc_command(&data, command),
-        Command::History { doc, output } => history::history(&open(&data)?, &doc, output.json),
+        Command::Init { org, output } => setup::init(io, &data, &org, output.json),
+        Command::Walkthrough => walkthrough::run(),
+        Command::Serve { listen } => net::serve(io, &data, listen),
+        Command::Relay { listen, allow_org } => {
+            let relay_data = if explicit_data {
+                data
+            } else {
+                data.join("relay")
+            };
+            net::relay(io, &relay_data, listen, allow_org)
+        }
+        command => {
+            let ctx = match Workspace::open(&data) {
+                Ok(ws) => Ctx {
+                    ws: Arc::new(ws),
+                    node: None,
+                },
+                Err(in_use @ WorkspaceError::Store(StoreError::InUse { .. })) => {
+                    return forward(io, &data, &command, in_use);
+                }
+                Err(e) => return Err(e.into()),
+            };
+            dispatch(&ctx, command, io)
+        }
+    }
+}
+
+/// Runs a command inside the node that holds the replica. When no node
+/// answers (another command holds it), reports `in_use` as it is.
+fn forward(io: &mut Io<'_>, data: &Path, command: &Command, in_use: WorkspaceError) -> Result<()> {
+    // `doc edit` runs the person's editor against the replica itself.
+    if matches!(
+        command,
+        Command::Doc(DocCommand::Edit { .. }) | Command::Debug(_)
+    ) {
+        return Err(in_use.into());
+    }
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some(reply) = accord_node::control::call(data, args) else {
+        return Err(in_use.into());
+    };
+    io.out.write_all(reply.stdout.as_bytes())?;
+    io.err.write_all(reply.stderr.as_bytes())?;
+    if reply.code == 0 {
+        Ok(())
+    } else {
+        Err(Forwarded(reply.code).into())
+    }
+}
+
+/// Runs any replica command against `ctx`.
+pub fn dispatch(ctx: &Ctx, command: Command, io: &mut Io<'_>) -> Result<()> {
+    let ws = &ctx.ws;
+    match command {
+        Command::Whoami(output) => setup::whoami(io, ws, output.json),
+        Command::Partnership(command) => partnership_command(io, ws, command),
+        Command::Member(command) => member_command(io, ws, command),
+        Command::Doc(command) => doc_command(io, ws, command),
+        Command::History { doc, output } => history::history(io, ws, &doc, output.json),
         Command::Export {
             doc,
             format,
             output,
-        } => history::export(&open(&data)?, &doc, format, output.as_deref()),
-        Command::Walkthrough => walkthrough::run(),
+        } => history::export(io, ws, &doc, format, output.as_deref()),
+        Command::Peer(command) => peer_command(io, ctx, command),
+        Command::Sync {
+            urls,
+            timeout,
+            output,
+        } => net::sync(io, ctx, &urls, timeout, output.json),
+        Command::Invite {
+            partnership,
+            member,
+            relay,
+            relay_key,
+            output,
+        } => net::invite(
+            io,
+            ws,
+            &partnership,
+            &member,
+            relay.as_deref(),
+            relay_key.as_deref(),
+            output.json,
+        ),
+        Command::Join { code } => net::join(io, ctx, &code),
         Command::Debug(DebugCommand::AckLoop {
             doc,
             list,
             field,
             prefix,
             count,
-        }) => docs::ack_loop(&open(&data)?, &doc, &list, &field, &prefix, count),
+        }) => docs::ack_loop(io, ws, &doc, &list, &field, &prefix, count),
+        Command::Init { .. }
+        | Command::Walkthrough
+        | Command::Serve { .. }
+        | Command::Relay { .. } => {
+            anyhow::bail!("this command cannot run inside a running node")
+        }
     }
 }
 
-fn partnership_command(data: &Path, command: PartnershipCommand) -> Result<()> {
-    let ws = open(data)?;
+fn partnership_command(io: &mut Io<'_>, ws: &Workspace, command: PartnershipCommand) -> Result<()> {
     match command {
-        PartnershipCommand::New { name, output } => partnership::create(&ws, &name, output.json),
-        PartnershipCommand::List(output) => partnership::list(&ws, output.json),
+        PartnershipCommand::New { name, output } => partnership::create(io, ws, &name, output.json),
+        PartnershipCommand::List(output) => partnership::list(io, ws, output.json),
         PartnershipCommand::Show {
             partnership,
             output,
-        } => partnership::show(&ws, &partnership, output.json),
+        } => partnership::show(io, ws, &partnership, output.json),
     }
 }
 
-fn member_command(data: &Path, command: MemberCommand) -> Result<()> {
-    let ws = open(data)?;
+fn member_command(io: &mut Io<'_>, ws: &Workspace, command: MemberCommand) -> Result<()> {
     match command {
         MemberCommand::Add {
             partnership,
@@ -60,42 +164,45 @@ fn member_command(data: &Path, command: MemberCommand) -> Result<()> {
             key,
             role,
             output,
-        } => partnership::add_member(&ws, &partnership, &name, &key, &role, output.json),
+        } => partnership::add_member(io, ws, &partnership, &name, &key, &role, output.json),
         MemberCommand::SetRole {
             partnership,
             member,
             role,
             output,
-        } => partnership::set_role(&ws, &partnership, &member, &role, output.json),
+        } => partnership::set_role(io, ws, &partnership, &member, &role, output.json),
     }
 }
 
-fn doc_command(data: &Path, command: DocCommand) -> Result<()> {
-    let ws = open(data)?;
+fn doc_command(io: &mut Io<'_>, ws: &Workspace, command: DocCommand) -> Result<()> {
     match command {
         DocCommand::New {
             partnership,
             kind,
             title,
             output,
-        } => docs::create(&ws, &partnership, &kind, &title, output.json),
+        } => docs::create(io, ws, &partnership, &kind, &title, output.json),
         DocCommand::List {
             partnership,
             output,
-        } => docs::list(&ws, partnership.as_deref(), output.json),
-        DocCommand::Show { doc, format } => docs::show(&ws, &doc, format),
-        DocCommand::Set { doc, field, value } => docs::set(&ws, &doc, &field, &value),
-        DocCommand::Add { doc, list, values } => docs::add(&ws, &doc, &list, &values),
-        DocCommand::Remove { doc, item } => docs::remove(&ws, &doc, &item),
-        DocCommand::Edit { doc } => docs::edit(&ws, &doc),
+        } => docs::list(io, ws, partnership.as_deref(), output.json),
+        DocCommand::Show { doc, format } => docs::show(io, ws, &doc, format),
+        DocCommand::Set { doc, field, value } => docs::set(io, ws, &doc, &field, &value),
+        DocCommand::Add { doc, list, values } => docs::add(io, ws, &doc, &list, &values),
+        DocCommand::Remove { doc, item } => docs::remove(io, ws, &doc, &item),
+        DocCommand::Edit { doc } => docs::edit(io, ws, &doc),
     }
 }
 
-fn open(data: &Path) -> Result<Workspace> {
-    Ok(Workspace::open(data)?)
+fn peer_command(io: &mut Io<'_>, ctx: &Ctx, command: PeerCommand) -> Result<()> {
+    match command {
+        PeerCommand::Add { url, key } => net::peer_add(io, ctx, &url, key.as_deref()),
+        PeerCommand::List(output) => net::peer_list(io, &ctx.ws, output.json),
+        PeerCommand::Remove { url } => net::peer_remove(io, &ctx.ws, &url),
+    }
 }
 
 /// For messages: the folder as the user would type it.
 pub(crate) fn shown(path: &Path) -> String {
-    PathBuf::from(path).display().to_string()
+    path.display().to_string()
 }

@@ -185,3 +185,96 @@ fn compact_file_shrinks_after_deleting_a_large_log() {
     let stored = replica.load_document(&DOC).unwrap().unwrap();
     assert_eq!(rebuild(&stored).1, editor.heads());
 }
+
+/// Pseudo-random bytes: incompressible, so redb stores them as they are.
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
+}
+
+#[test]
+fn snapshots_of_every_size_round_trip_through_chunks() {
+    let dir = tempfile::tempdir().unwrap();
+    let replica = new_replica(dir.path());
+    let chunk = crate::tables::SNAPSHOT_CHUNK;
+    // Largest first, so each smaller one must delete the chunks it no longer uses.
+    for len in [5 * chunk + 17, 3 * chunk, chunk + 1, chunk, chunk - 1, 1, 0] {
+        let snapshot = noise(len, len as u64);
+        let mut batch = WriteBatch::new();
+        batch.put_document(DOC, info("Big"), snapshot.clone(), 1);
+        replica.commit(batch).unwrap();
+        let stored = replica.load_document(&DOC).unwrap().unwrap();
+        assert_eq!(stored.snapshot, snapshot, "put_document, {len} bytes");
+
+        let compacted = noise(len, len as u64 + 1);
+        let mut batch = WriteBatch::new();
+        batch.compact(DOC, compacted.clone(), 1, stored.next_seq);
+        replica.commit(batch).unwrap();
+        let stored = replica.load_document(&DOC).unwrap().unwrap();
+        assert_eq!(stored.snapshot, compacted, "compact, {len} bytes");
+    }
+}
+
+#[test]
+fn a_missing_snapshot_chunk_is_corrupt() {
+    let dir = tempfile::tempdir().unwrap();
+    let replica = new_replica(dir.path());
+    let chunk = crate::tables::SNAPSHOT_CHUNK;
+    let mut batch = WriteBatch::new();
+    batch.put_document(DOC, info("Big"), noise(3 * chunk, 7), 1);
+    replica.commit(batch).unwrap();
+    drop(replica);
+    {
+        let db = redb::Database::open(dir.path().join("replica.redb")).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.open_table(crate::tables::SNAPSHOTS)
+            .unwrap()
+            .remove((DOC, 1))
+            .unwrap();
+        txn.commit().unwrap();
+    }
+    let replica = Replica::open(dir.path()).unwrap();
+    let err = replica.load_document(&DOC).unwrap_err();
+    assert!(matches!(err, StoreError::Corrupt { .. }), "{err:?}");
+}
+
+#[test]
+fn a_large_snapshot_costs_little_more_than_its_size_after_compact_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut replica = new_replica(dir.path());
+    let len = 200 * 1024;
+    for seed in 0..3 {
+        let mut batch = WriteBatch::new();
+        batch.put_document(DOC, info("Big"), noise(len, seed), 1);
+        replica.commit(batch).unwrap();
+    }
+    replica.compact_file().unwrap();
+    let size = replica.file_size().unwrap();
+    // One unchunked 200 KiB value would occupy a 256 KiB run, then about twice that.
+    assert!(
+        size < 2 * len as u64,
+        "{size} bytes for a {len}-byte snapshot"
+    );
+    assert_eq!(
+        replica.load_document(&DOC).unwrap().unwrap().snapshot,
+        noise(len, 2)
+    );
+}
+
+#[test]
+fn verify_reports_an_intact_replica_as_clean() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut replica = new_replica(dir.path());
+    let mut editor = Editor::new();
+    store_with_log(&replica, &mut editor, &["a", "b"]);
+    assert!(replica.verify().unwrap());
+    let stored = replica.load_document(&DOC).unwrap().unwrap();
+    assert_eq!(rebuild(&stored).0, "ab");
+}

@@ -165,3 +165,22 @@ fn the_queue_can_be_shared_between_threads() {
     assert_eq!(queue.durable_ticket(), 100);
     assert_eq!(replica.get_setting("k3-24").unwrap(), Some(vec![3]));
 }
+
+#[test]
+fn next_ticket_names_the_next_submit() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut editor = Editor::new();
+    let replica = with_document(dir.path(), &mut editor);
+    let queue = replica.commit_queue();
+    for s in ["a", "b", "c"] {
+        let expected = queue.next_ticket();
+        assert_eq!(queue.submit(append(&mut editor, s)), expected);
+    }
+    // Submits after the writer went idle still wake it.
+    queue.flush().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let ticket = queue.submit(append(&mut editor, "d"));
+    queue.wait(ticket).unwrap();
+    let stored = replica.load_document(&DOC).unwrap().unwrap();
+    assert_eq!(rebuild(&stored).0, "abcd");
+}

@@ -1,0 +1,125 @@
+//! `accord-bench`: Accord against raw Automerge on recorded editing traces.
+//!
+//! Every figure is a ratio against raw Automerge measured in the same run;
+//! absolute times are context only (the benchmark machine is shared and noisy).
+
+mod cold_open;
+mod cpu;
+mod persisted;
+mod replay;
+mod report;
+mod splice_costs;
+mod stats;
+mod storage;
+mod trace;
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand};
+
+use crate::report::Report;
+use crate::trace::Trace;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "accord-bench",
+    about = "Accord vs raw Automerge on a recorded editing trace (run with --release)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Keystroke replay: raw Automerge in memory vs Accord's live document
+    /// (one change per keystroke, group-committed durably), plus a naive
+    /// one-fsync-per-keystroke variant for context.
+    PersistedReplay(Common),
+    /// Opening the compacted replica vs `AutoCommit::load` of the saved document.
+    ColdOpen(Common),
+    /// Replica file size after compaction vs `AutoCommit::save()` size.
+    Storage(Common),
+    /// All three, sharing one replica.
+    All(Common),
+    /// Diagnostic: Accord's per-keystroke work rebuilt step by step on plain
+    /// Automerge, to show which step costs what (not part of `all`).
+    SpliceCosts(Common),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct Common {
+    /// A sequential trace: gzip JSON `{endContent, txns: [{patches: [[pos, del, ins], ...]}]}`.
+    trace: PathBuf,
+    /// Also write the results as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Full replays of each variant (alternating order); the median total is used.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Cold-open measurements of each variant (interleaved); the median is used.
+    #[arg(long, default_value_t = 7)]
+    runs: usize,
+    /// Keystrokes measured for the naive one-fsync-per-keystroke variant.
+    #[arg(long, default_value_t = 2_000)]
+    naive_keystrokes: usize,
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    if cfg!(debug_assertions) {
+        eprintln!("warning: accord-bench was built without --release; the numbers mean nothing");
+    }
+    let diagnose = matches!(cli.command, Command::SpliceCosts(_));
+    let (common, which) = match cli.command {
+        Command::PersistedReplay(c) => (c, [true, false, false]),
+        Command::ColdOpen(c) => (c, [false, true, false]),
+        Command::Storage(c) => (c, [false, false, true]),
+        Command::All(c) => (c, [true, true, true]),
+        Command::SpliceCosts(c) => (c, [false, false, false]),
+    };
+    let trace = Trace::load(&common.trace)?;
+    eprintln!(
+        "trace {}: {} patches in {} txns, final text {} chars",
+        trace.name,
+        trace.patches.len(),
+        trace.txns,
+        trace.end_content.chars().count()
+    );
+    let replay_check = trace.text_after(trace.patches.len());
+    anyhow::ensure!(
+        replay_check == trace.end_content,
+        "the trace does not replay to its endContent"
+    );
+
+    let mut report = Report::new(&trace);
+    if diagnose {
+        splice_costs::run(&trace, &common, &mut report)?;
+    }
+    let mut fixture = None;
+    if which[0] {
+        fixture = Some(persisted::run(&trace, &common, &mut report)?);
+    }
+    if which[1] || which[2] {
+        let fixture = match fixture {
+            Some(f) => f,
+            None => persisted::build_fixture(&trace)?,
+        };
+        if which[1] {
+            cold_open::run(&trace, &common, &fixture, &mut report)?;
+        }
+        if which[2] {
+            storage::run(&fixture, &mut report)?;
+        }
+    }
+    report.print();
+    if let Some(path) = &common.json {
+        report.write_json(path)?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,479 @@
+//! The engine driver: one thread that owns the sync engine and the
+//! replica's sync writes, and does exactly what the engine's outputs say,
+//! in the order that makes acknowledgements mean "on disk": writes
+//! committed first, then frames sent.
+//!
+//! It is a plain thread (not a tokio task) because redb commits block on
+//! fsync; connection tasks talk to it through a channel.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use accord_identity::OrgKey;
+use accord_model::{DocId, PartnershipId};
+use accord_store::{DocInfo, Replica, WriteBatch};
+use accord_sync::{ConnId, Engine, Event, Input, Outputs, StorageWrite};
+use accord_workspace::{Committed, Workspace};
+use automerge::ChangeHash;
+use tokio::sync::{broadcast, mpsc as tokio_mpsc, oneshot};
+
+/// Frames waiting to go out on one connection. Bounded: a peer that does
+/// not read is disconnected rather than allowed to grow our memory.
+pub const OUTBOX_FRAMES: usize = 256;
+
+/// What a connection task hears from the driver.
+#[derive(Debug)]
+pub enum Outbound {
+    Frame(Vec<u8>),
+    Close,
+}
+
+/// What the driver is asked to do.
+pub enum Command {
+    Connect {
+        dialed: bool,
+        expect: Option<OrgKey>,
+        url: Option<String>,
+        outbox: tokio_mpsc::Sender<Outbound>,
+        reply: oneshot::Sender<ConnId>,
+    },
+    Received {
+        conn: ConnId,
+        bytes: Vec<u8>,
+    },
+    Disconnected {
+        conn: ConnId,
+    },
+    Committed(Vec<Committed>),
+    Want(PartnershipId),
+    Tick,
+    Shutdown,
+}
+
+/// What the node tells the application (the CLI, the web page, tests).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeEvent {
+    pub conn: ConnId,
+    /// The URL we dialed, for outbound connections.
+    pub url: Option<String>,
+    pub event: Event,
+}
+
+/// A handle for sending commands to the driver thread.
+#[derive(Clone)]
+pub struct DriverHandle {
+    tx: mpsc::Sender<Command>,
+    events: broadcast::Sender<NodeEvent>,
+}
+
+impl DriverHandle {
+    pub fn send(&self, command: Command) {
+        // A send fails only after shutdown, when nobody needs the answer.
+        let _ = self.tx.send(command);
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<NodeEvent> {
+        self.events.subscribe()
+    }
+
+    /// Registers a connection and returns its id.
+    pub async fn connect(
+        &self,
+        dialed: bool,
+        expect: Option<OrgKey>,
+        url: Option<String>,
+        outbox: tokio_mpsc::Sender<Outbound>,
+    ) -> Option<ConnId> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Connect {
+            dialed,
+            expect,
+            url,
+            outbox,
+            reply,
+        });
+        answer.await.ok()
+    }
+}
+
+struct Connection {
+    outbox: tokio_mpsc::Sender<Outbound>,
+    url: Option<String>,
+}
+
+/// The state owned by the driver thread.
+pub struct Driver {
+    engine: Engine,
+    replica: Arc<Replica>,
+    workspace: Option<Arc<Workspace>>,
+    conns: BTreeMap<ConnId, Connection>,
+    events: broadcast::Sender<NodeEvent>,
+    started: Instant,
+}
+
+impl Driver {
+    /// Starts the driver thread. `workspace` is the organisation's (for
+    /// pinning peers on first contact); a relay has none.
+    pub fn spawn(
+        engine: Engine,
+        replica: Arc<Replica>,
+        workspace: Option<Arc<Workspace>>,
+        wanted: Vec<PartnershipId>,
+    ) -> std::io::Result<(DriverHandle, std::thread::JoinHandle<()>)> {
+        let (tx, rx) = mpsc::channel();
+        let (events, _) = broadcast::channel(1024);
+        let handle = DriverHandle {
+            tx,
+            events: events.clone(),
+        };
+        let mut driver = Driver {
+            engine,
+            replica,
+            workspace,
+            conns: BTreeMap::new(),
+            events,
+            started: Instant::now(),
+        };
+        let thread = std::thread::Builder::new()
+            .name("accord-engine".into())
+            .spawn(move || {
+                driver.announce_documents(wanted);
+                driver.run(rx);
+            })?;
+        Ok((handle, thread))
+    }
+
+    fn now(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    fn run(&mut self, rx: mpsc::Receiver<Command>) {
+        loop {
+            let command = match rx.recv_timeout(Duration::from_secs(1)) {
+                Ok(command) => command,
+                Err(mpsc::RecvTimeoutError::Timeout) => Command::Tick,
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            };
+            if matches!(command, Command::Shutdown) {
+                break;
+            }
+            self.on_command(command);
+        }
+        for conn in std::mem::take(&mut self.conns).into_values() {
+            let _ = conn.outbox.try_send(Outbound::Close);
+        }
+        tracing::info!("sync engine stopped");
+    }
+
+    /// Tells the engine about every stored document and joined partnership.
+    fn announce_documents(&mut self, wanted: Vec<PartnershipId>) {
+        let index = match self.replica.document_index() {
+            Ok(index) => index,
+            Err(e) => {
+                tracing::error!(error = %e, "could not read the document index; nothing will sync");
+                return;
+            }
+        };
+        for entry in index {
+            let input = Input::Known {
+                doc: DocId::from_bytes(entry.id),
+                partnership: PartnershipId::from_bytes(entry.info.partnership),
+                kind: entry.info.kind,
+                heads: entry.heads.into_iter().map(ChangeHash).collect(),
+            };
+            self.step(input);
+        }
+        for partnership in wanted {
+            self.step(Input::Want { partnership });
+        }
+    }
+
+    fn on_command(&mut self, command: Command) {
+        match command {
+            Command::Connect {
+                dialed,
+                expect,
+                url,
+                outbox,
+                reply,
+            } => {
+                let Some(nonce) = random_nonce() else {
+                    tracing::error!(
+                        "no randomness from the operating system; refusing the connection"
+                    );
+                    return;
+                };
+                let (id, out) = self.engine.connect(dialed, expect, nonce, self.now());
+                self.conns.insert(id, Connection { outbox, url });
+                let _ = reply.send(id);
+                self.execute(out);
+            }
+            Command::Received { conn, bytes } => self.step(Input::Received { conn, bytes }),
+            Command::Disconnected { conn } => {
+                self.conns.remove(&conn);
+                self.step(Input::Disconnected { conn });
+            }
+            Command::Committed(committed) => {
+                for c in committed {
+                    self.on_committed(c);
+                }
+            }
+            Command::Want(partnership) => self.step(Input::Want { partnership }),
+            Command::Tick => self.step(Input::Tick),
+            Command::Shutdown => {}
+        }
+    }
+
+    fn on_committed(&mut self, committed: Committed) {
+        match committed {
+            Committed::NewDocument {
+                doc,
+                partnership,
+                kind,
+                heads,
+            } => {
+                self.step(Input::Known {
+                    doc,
+                    partnership,
+                    kind,
+                    heads,
+                });
+            }
+            Committed::Change { doc, change, heads } => {
+                self.step(Input::LocalChange { doc, change });
+                // The new heads also reach the engine when the document is
+                // not in memory, so it still offers the change to peers.
+                let Some((partnership, kind)) = self.engine.document(doc) else {
+                    return;
+                };
+                self.step(Input::Known {
+                    doc,
+                    partnership,
+                    kind,
+                    heads,
+                });
+            }
+        }
+    }
+
+    fn step(&mut self, input: Input) {
+        let out = self.engine.handle(input, self.now());
+        self.execute(out);
+    }
+
+    /// Does what the engine said: writes, then sends, then closes, then loads.
+    fn execute(&mut self, mut out: Outputs) {
+        loop {
+            if !self.write(std::mem::take(&mut out.writes)) {
+                // Nothing may be acknowledged after a failed write: drop
+                // this round's frames and close the connections involved.
+                for (conn, _) in out.send.drain(..) {
+                    self.close(conn);
+                }
+            }
+            for (conn, bytes) in out.send.drain(..) {
+                self.deliver(conn, bytes);
+            }
+            // Events first: they name connections that the closes forget.
+            for event in out.events.drain(..) {
+                self.publish(event);
+            }
+            for conn in out.close.drain(..) {
+                self.close(conn);
+            }
+            let Some(doc) = out.load.pop() else { break };
+            let more = self.load(doc);
+            out.writes.extend(more.writes);
+            out.send.extend(more.send);
+            out.close.extend(more.close);
+            out.events.extend(more.events);
+            out.load.extend(more.load);
+        }
+    }
+
+    fn write(&mut self, writes: Vec<StorageWrite>) -> bool {
+        if writes.is_empty() {
+            return true;
+        }
+        let mut batch = WriteBatch::default();
+        for write in writes {
+            add_write(&mut batch, write);
+        }
+        match self.replica.commit(batch) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!(error = %e, "could not store changes received from peers");
+                false
+            }
+        }
+    }
+
+    fn deliver(&mut self, conn: ConnId, bytes: Vec<u8>) {
+        let Some(c) = self.conns.get(&conn) else {
+            return;
+        };
+        match c.outbox.try_send(Outbound::Frame(bytes)) {
+            Ok(()) => {}
+            // The connection task has ended; it reports `Disconnected` itself,
+            // after any frames it already read (such as the peer's error).
+            Err(tokio_mpsc::error::TrySendError::Closed(_)) => {}
+            Err(tokio_mpsc::error::TrySendError::Full(_)) => {
+                tracing::warn!(conn = conn.0, "peer is not reading; disconnecting it");
+                self.close(conn);
+                self.step(Input::Disconnected { conn });
+            }
+        }
+    }
+
+    fn close(&mut self, conn: ConnId) {
+        if let Some(c) = self.conns.remove(&conn) {
+            let _ = c.outbox.try_send(Outbound::Close);
+        }
+    }
+
+    fn publish(&mut self, event: Event) {
+        let conn = match &event {
+            Event::Authenticated { conn, .. }
+            | Event::InSync { conn, .. }
+            | Event::Refused { conn, .. }
+            | Event::PeerError { conn, .. } => Some(*conn),
+            Event::DocumentUpdated { .. } => None,
+        };
+        let url = conn
+            .and_then(|c| self.conns.get(&c))
+            .and_then(|c| c.url.clone());
+        if let (Event::Authenticated { peer, .. }, Some(url), Some(ws)) =
+            (&event, &url, &self.workspace)
+            && let Err(e) = ws.pin_peer(url, *peer)
+        {
+            tracing::warn!(error = %e, "could not remember the peer's key");
+        }
+        let _ = self.events.send(NodeEvent {
+            conn: conn.unwrap_or(ConnId(0)),
+            url,
+            event,
+        });
+    }
+
+    /// Loads a document for the engine, compacting a long change log first
+    /// (documents that only ever receive changes would otherwise never be).
+    fn load(&mut self, doc: DocId) -> Outputs {
+        let stored = match self.replica.load_document(doc.as_bytes()) {
+            Ok(Some(stored)) => stored,
+            Ok(None) => {
+                return self.engine.handle(
+                    Input::LoadFailed {
+                        doc,
+                        reason: "not stored".into(),
+                    },
+                    self.now(),
+                );
+            }
+            Err(e) => {
+                return self.engine.handle(
+                    Input::LoadFailed {
+                        doc,
+                        reason: e.to_string(),
+                    },
+                    self.now(),
+                );
+            }
+        };
+        let peers: Vec<OrgKey> = self
+            .engine
+            .connected_peers()
+            .into_iter()
+            .map(|(_, p, _)| p)
+            .collect();
+        let sync_states = peers
+            .into_iter()
+            .filter_map(|peer| {
+                let state = self
+                    .replica
+                    .sync_state(doc.as_bytes(), peer.as_bytes())
+                    .ok()??;
+                Some((peer, state))
+            })
+            .collect();
+        let (snapshot, log) = compact_if_long(&self.replica, doc, stored);
+        self.engine.handle(
+            Input::Loaded {
+                doc,
+                snapshot,
+                log,
+                sync_states,
+            },
+            self.now(),
+        )
+    }
+}
+
+/// Folds a long log into the snapshot; on any problem, keeps what is stored.
+fn compact_if_long(
+    replica: &Replica,
+    doc: DocId,
+    stored: accord_store::StoredDocument,
+) -> (Vec<u8>, Vec<Vec<u8>>) {
+    let long = stored.log_changes >= 256.max(stored.snapshot_changes);
+    if !long {
+        return (stored.snapshot, stored.changes);
+    }
+    let Ok(mut loaded) = accord_model::load_document(
+        &stored.snapshot,
+        &stored.changes,
+        automerge::ActorId::random(),
+    ) else {
+        return (stored.snapshot, stored.changes);
+    };
+    let snapshot = loaded.save();
+    let mut batch = WriteBatch::default();
+    let total = stored.snapshot_changes + stored.log_changes;
+    batch.compact(*doc.as_bytes(), snapshot.clone(), total, stored.next_seq);
+    match replica.commit(batch) {
+        Ok(()) => (snapshot, Vec::new()),
+        Err(_) => (stored.snapshot, stored.changes),
+    }
+}
+
+fn add_write(batch: &mut WriteBatch, write: StorageWrite) {
+    match write {
+        StorageWrite::NewDocument {
+            doc,
+            partnership,
+            kind,
+            snapshot,
+            heads,
+        } => {
+            let info = DocInfo {
+                partnership: *partnership.as_bytes(),
+                kind,
+                title: String::new(),
+            };
+            batch.put_document(*doc.as_bytes(), info, snapshot, 1);
+            batch.set_heads(*doc.as_bytes(), heads.iter().map(|h| h.0).collect());
+        }
+        StorageWrite::Append {
+            doc,
+            changes,
+            count,
+            heads,
+        } => {
+            batch.append_changes(*doc.as_bytes(), changes, count);
+            batch.set_heads(*doc.as_bytes(), heads.iter().map(|h| h.0).collect());
+        }
+        StorageWrite::SyncState { doc, peer, state } => {
+            if let Err(e) = batch.put_sync_state(*doc.as_bytes(), *peer.as_bytes(), state) {
+                tracing::debug!(error = %e, "not keeping an oversized sync state");
+            }
+        }
+    }
+}
+
+/// A fresh handshake nonce; `None` if the OS has no randomness to give.
+fn random_nonce() -> Option<[u8; 32]> {
+    let mut nonce = [0u8; 32];
+    getrandom::fill(&mut nonce).ok()?;
+    Some(nonce)
+}

@@ -1,0 +1,1219 @@
+//! The engine: connections, documents, and the rules between them.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use accord_identity::{OrgKey, OrgSecret};
+use accord_model::{DocId, PartnershipId};
+use automerge::sync::{Message, State, SyncDoc};
+use automerge::{AutoCommit, ChangeHash};
+
+use crate::handshake::Session;
+use crate::registry::{DocSlot, Membership, Residency, digest};
+use crate::wire::{DocEntry, ErrorCode, Frame, MAX_TEXT, PeerRole, Reassembly, sync_frames};
+
+/// A connection, named by the engine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ConnId(pub u64);
+
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// How this engine presents itself in the handshake.
+    pub role: PeerRole,
+    /// Relay only: fingerprints (or fingerprint prefixes) of organisations
+    /// allowed to create partnerships here; `None` lets anyone.
+    pub allowed_creators: Option<Vec<String>>,
+    /// A connection that has not authenticated within this many milliseconds is closed.
+    pub handshake_timeout_ms: u64,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            role: PeerRole::Node,
+            allowed_creators: None,
+            handshake_timeout_ms: 10_000,
+        }
+    }
+}
+
+/// Everything that can happen to the engine.
+#[derive(Debug)]
+pub enum Input {
+    /// Bytes of one whole transport message from a connection.
+    Received { conn: ConnId, bytes: Vec<u8> },
+    /// The transport closed.
+    Disconnected { conn: ConnId },
+    /// A document the replica holds (at start-up, or when created locally).
+    Known {
+        doc: DocId,
+        partnership: PartnershipId,
+        kind: String,
+        heads: Vec<ChangeHash>,
+    },
+    /// The stored content of a document the engine asked to load.
+    Loaded {
+        doc: DocId,
+        snapshot: Vec<u8>,
+        log: Vec<Vec<u8>>,
+        sync_states: Vec<(OrgKey, Vec<u8>)>,
+    },
+    /// The replica could not load a document.
+    LoadFailed { doc: DocId, reason: String },
+    /// A local change, already durable in the replica.
+    LocalChange { doc: DocId, change: Vec<u8> },
+    /// We joined a partnership whose roster we do not hold yet.
+    Want { partnership: PartnershipId },
+    /// Time passed (for handshake deadlines).
+    Tick,
+}
+
+/// A write the runtime must make durable before sending this round's frames.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StorageWrite {
+    /// A document first received from a peer.
+    NewDocument {
+        doc: DocId,
+        partnership: PartnershipId,
+        kind: String,
+        snapshot: Vec<u8>,
+        heads: Vec<ChangeHash>,
+    },
+    /// New changes received for a stored document (concatenated raw change chunks).
+    Append {
+        doc: DocId,
+        changes: Vec<u8>,
+        count: u64,
+        heads: Vec<ChangeHash>,
+    },
+    /// Where sync with a peer got to, so a reconnect starts from there.
+    SyncState {
+        doc: DocId,
+        peer: OrgKey,
+        state: Vec<u8>,
+    },
+}
+
+/// What the application hears about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// The peer proved its key.
+    Authenticated {
+        conn: ConnId,
+        peer: OrgKey,
+        role: PeerRole,
+    },
+    /// Changes from a peer were applied to a document.
+    DocumentUpdated {
+        doc: DocId,
+        partnership: PartnershipId,
+        peer: OrgKey,
+        changes: u64,
+    },
+    /// Everything we share with this peer has identical heads on both sides.
+    InSync {
+        conn: ConnId,
+        peer: OrgKey,
+        stats: ConnStats,
+    },
+    /// We closed the connection, and told the peer why.
+    Refused {
+        conn: ConnId,
+        code: ErrorCode,
+        message: String,
+    },
+    /// The peer closed the connection, and told us why.
+    PeerError {
+        conn: ConnId,
+        code: ErrorCode,
+        message: String,
+    },
+}
+
+/// What one connection has done so far.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConnStats {
+    pub changes_received: u64,
+    /// Changes carried by the sync messages we sent (a whole-document
+    /// message counts as one).
+    pub changes_sent: u64,
+    pub documents_updated: u64,
+    pub frames_sent: u64,
+    pub bytes_sent: u64,
+}
+
+/// The engine's answer to one input: plain data describing the IO to do.
+#[derive(Debug, Default)]
+pub struct Outputs {
+    pub writes: Vec<StorageWrite>,
+    pub send: Vec<(ConnId, Vec<u8>)>,
+    pub close: Vec<ConnId>,
+    pub load: Vec<DocId>,
+    pub events: Vec<Event>,
+}
+
+#[derive(Debug)]
+enum Phase {
+    AwaitHello,
+    AwaitProof {
+        session: Session,
+        peer: OrgKey,
+        role: PeerRole,
+    },
+    Ready {
+        peer: OrgKey,
+        role: PeerRole,
+    },
+}
+
+#[derive(Debug)]
+struct Conn {
+    dialed: bool,
+    expect: Option<OrgKey>,
+    nonce: [u8; 32],
+    opened_at: u64,
+    phase: Phase,
+    summary_received: bool,
+    /// The peer has answered our summary (see `Frame::SummaryDone`).
+    summary_answered: bool,
+    /// Partnerships both sides may exchange on this connection.
+    shared: BTreeSet<PartnershipId>,
+    /// Partnerships whose document list we sent and whose list we await.
+    awaiting_lists: BTreeSet<PartnershipId>,
+    lists_sent: BTreeSet<PartnershipId>,
+    their_lists: BTreeMap<PartnershipId, Vec<DocEntry>>,
+    /// Documents being synced on this connection; `None` until first used.
+    docs: BTreeMap<DocId, Option<State>>,
+    reassembly: Option<Reassembly>,
+    in_sync: bool,
+    stats: ConnStats,
+}
+
+impl Conn {
+    fn peer(&self) -> Option<(OrgKey, PeerRole)> {
+        match self.phase {
+            Phase::Ready { peer, role } => Some((peer, role)),
+            _ => None,
+        }
+    }
+
+    /// A relay we chose to dial holds whatever we share with it.
+    fn is_trusted_relay(&self) -> bool {
+        self.dialed
+            && matches!(
+                self.phase,
+                Phase::Ready {
+                    role: PeerRole::Relay,
+                    ..
+                }
+            )
+    }
+}
+
+/// The sync engine of one replica (a partner's node or a relay).
+pub struct Engine {
+    secret: OrgSecret,
+    config: EngineConfig,
+    docs: BTreeMap<DocId, DocSlot>,
+    partnerships: BTreeMap<PartnershipId, Membership>,
+    wanted: BTreeSet<PartnershipId>,
+    conns: BTreeMap<ConnId, Conn>,
+    next_conn: u64,
+    now: u64,
+    out: Outputs,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("org", &self.secret.public())
+            .field("docs", &self.docs.len())
+            .field("conns", &self.conns.len())
+            .finish()
+    }
+}
+
+type Result<T = ()> = std::result::Result<T, (ErrorCode, String)>;
+
+fn refuse<T>(code: ErrorCode, message: impl Into<String>) -> Result<T> {
+    Err((code, message.into()))
+}
+
+impl Engine {
+    pub fn new(secret: OrgSecret, config: EngineConfig) -> Self {
+        Self {
+            secret,
+            config,
+            docs: BTreeMap::new(),
+            partnerships: BTreeMap::new(),
+            wanted: BTreeSet::new(),
+            conns: BTreeMap::new(),
+            next_conn: 1,
+            now: 0,
+            out: Outputs::default(),
+        }
+    }
+
+    pub fn org(&self) -> OrgKey {
+        self.secret.public()
+    }
+
+    /// Opens a connection and returns the frames to send first. `dialed`:
+    /// we initiated it; `expect`: the key the peer must prove (a pinned
+    /// relay or peer); `nonce`: fresh randomness for the handshake.
+    pub fn connect(
+        &mut self,
+        dialed: bool,
+        expect: Option<OrgKey>,
+        nonce: [u8; 32],
+        now: u64,
+    ) -> (ConnId, Outputs) {
+        self.now = now;
+        let id = ConnId(self.next_conn);
+        self.next_conn += 1;
+        let conn = Conn {
+            dialed,
+            expect,
+            nonce,
+            opened_at: now,
+            phase: Phase::AwaitHello,
+            summary_received: false,
+            summary_answered: false,
+            shared: BTreeSet::new(),
+            awaiting_lists: BTreeSet::new(),
+            lists_sent: BTreeSet::new(),
+            their_lists: BTreeMap::new(),
+            docs: BTreeMap::new(),
+            reassembly: None,
+            in_sync: false,
+            stats: ConnStats::default(),
+        };
+        self.conns.insert(id, conn);
+        let hello = Frame::Hello {
+            org: *self.org().as_bytes(),
+            nonce,
+            role: self.config.role,
+        };
+        self.send(id, &hello);
+        (id, std::mem::take(&mut self.out))
+    }
+
+    /// Handles one input; see the crate docs for what to do with the outputs.
+    pub fn handle(&mut self, input: Input, now: u64) -> Outputs {
+        self.now = now;
+        match input {
+            Input::Received { conn, bytes } => self.on_bytes(conn, &bytes),
+            Input::Disconnected { conn } => self.drop_conn(conn),
+            Input::Known {
+                doc,
+                partnership,
+                kind,
+                heads,
+            } => self.on_known(doc, partnership, kind, heads),
+            Input::Loaded {
+                doc,
+                snapshot,
+                log,
+                sync_states,
+            } => self.on_loaded(doc, &snapshot, &log, sync_states),
+            Input::LoadFailed { doc, reason } => self.on_load_failed(doc, &reason),
+            Input::LocalChange { doc, change } => self.on_local_change(doc, &change),
+            Input::Want { partnership } => self.on_want(partnership),
+            Input::Tick => self.on_tick(),
+        }
+        std::mem::take(&mut self.out)
+    }
+
+    /// Organisations currently connected and authenticated.
+    pub fn connected_peers(&self) -> Vec<(ConnId, OrgKey, PeerRole)> {
+        self.conns
+            .iter()
+            .filter_map(|(id, c)| c.peer().map(|(p, r)| (*id, p, r)))
+            .collect()
+    }
+
+    /// The partnership and kind of a document the engine knows.
+    pub fn document(&self, doc: DocId) -> Option<(PartnershipId, String)> {
+        self.docs.get(&doc).map(|s| (s.partnership, s.kind.clone()))
+    }
+
+    /// Whether the replica holds (or wants) any partnership at all.
+    pub fn partnership_count(&self) -> usize {
+        self.partnerships.len()
+    }
+
+    // ---- inputs -------------------------------------------------------
+
+    fn on_bytes(&mut self, conn: ConnId, bytes: &[u8]) {
+        if !self.conns.contains_key(&conn) {
+            return;
+        }
+        let result = match Frame::decode(bytes) {
+            Ok(frame) => self.on_frame(conn, frame),
+            Err(e @ crate::wire::WireError::TooLarge(_)) => {
+                refuse(ErrorCode::TooLarge, e.to_string())
+            }
+            Err(e @ crate::wire::WireError::Version(_)) => {
+                refuse(ErrorCode::Version, e.to_string())
+            }
+            Err(e) => refuse(ErrorCode::Protocol, e.to_string()),
+        };
+        if let Err((code, message)) = result {
+            self.fail(conn, code, message);
+        }
+    }
+
+    fn on_frame(&mut self, id: ConnId, frame: Frame) -> Result {
+        let conn = self.conns.get(&id).expect("checked by caller");
+        tracing::trace!(conn = id.0, phase = ?conn.phase, frame = frame.name(), "frame");
+        match (&conn.phase, frame) {
+            (_, Frame::Error { code, message }) => {
+                let message: String = message.chars().take(MAX_TEXT).collect();
+                tracing::warn!(conn = id.0, ?code, %message, "peer closed the connection with an error");
+                self.out.events.push(Event::PeerError {
+                    conn: id,
+                    code,
+                    message,
+                });
+                self.close(id);
+                Ok(())
+            }
+            (Phase::AwaitHello, Frame::Hello { org, nonce, role }) => {
+                self.on_hello(id, OrgKey::from_bytes(org), nonce, role)
+            }
+            (Phase::AwaitProof { .. }, Frame::Proof { signature }) => self.on_proof(id, &signature),
+            (Phase::Ready { .. }, Frame::Summary { partnerships }) => {
+                self.on_summary(id, partnerships)
+            }
+            (Phase::Ready { .. }, Frame::SummaryDone) => {
+                self.conn(id).summary_answered = true;
+                self.check_in_sync(id);
+                Ok(())
+            }
+            (Phase::Ready { .. }, Frame::Documents { partnership, docs }) => {
+                self.on_documents(id, PartnershipId::from_bytes(partnership), docs);
+                Ok(())
+            }
+            (Phase::Ready { .. }, Frame::Sync { doc, message }) => {
+                self.on_sync(id, DocId::from_bytes(doc), message)
+            }
+            (
+                Phase::Ready { .. },
+                Frame::SyncPart {
+                    doc,
+                    total,
+                    offset,
+                    bytes,
+                },
+            ) => {
+                let conn = self.conns.get_mut(&id).expect("checked");
+                match Reassembly::push(&mut conn.reassembly, doc, total, offset, bytes) {
+                    Ok(Some((doc, message))) => self.on_sync(id, DocId::from_bytes(doc), message),
+                    Ok(None) => Ok(()),
+                    Err(e) => refuse(ErrorCode::Protocol, e.to_string()),
+                }
+            }
+            (Phase::Ready { .. }, Frame::Hello { .. } | Frame::Proof { .. }) => {
+                refuse(ErrorCode::Protocol, "handshake frame after authentication")
+            }
+            (_, _) => refuse(ErrorCode::Authentication, "data before authentication"),
+        }
+    }
+
+    fn on_hello(
+        &mut self,
+        id: ConnId,
+        peer: OrgKey,
+        peer_nonce: [u8; 32],
+        role: PeerRole,
+    ) -> Result {
+        let me = self.org();
+        let conn = self.conns.get_mut(&id).expect("checked");
+        if let Some(expected) = conn.expect
+            && expected != peer
+        {
+            return refuse(
+                ErrorCode::Authentication,
+                format!(
+                    "expected organisation {} but the peer claims {}",
+                    expected.fingerprint(),
+                    peer.fingerprint()
+                ),
+            );
+        }
+        if peer == me {
+            return refuse(
+                ErrorCode::Authentication,
+                "the peer claims to be this organisation",
+            );
+        }
+        let session = if conn.dialed {
+            Session {
+                dialer: me,
+                listener: peer,
+                dialer_nonce: conn.nonce,
+                listener_nonce: peer_nonce,
+            }
+        } else {
+            Session {
+                dialer: peer,
+                listener: me,
+                dialer_nonce: peer_nonce,
+                listener_nonce: conn.nonce,
+            }
+        };
+        let proof = session.prove(&self.secret, conn.dialed);
+        conn.phase = Phase::AwaitProof {
+            session,
+            peer,
+            role,
+        };
+        self.send(
+            id,
+            &Frame::Proof {
+                signature: proof.to_vec(),
+            },
+        );
+        Ok(())
+    }
+
+    fn on_proof(&mut self, id: ConnId, signature: &[u8]) -> Result {
+        let conn = self.conns.get_mut(&id).expect("checked");
+        let Phase::AwaitProof {
+            session,
+            peer,
+            role,
+        } = &conn.phase
+        else {
+            return Ok(());
+        };
+        let (peer, role) = (*peer, *role);
+        if !session.check(signature, conn.dialed) {
+            return refuse(
+                ErrorCode::Authentication,
+                format!(
+                    "authentication failed: the peer could not prove it holds the key of organisation {}",
+                    peer.fingerprint()
+                ),
+            );
+        }
+        conn.phase = Phase::Ready { peer, role };
+        tracing::info!(conn = id.0, peer = %peer.fingerprint(), ?role, "peer authenticated");
+        self.out.events.push(Event::Authenticated {
+            conn: id,
+            peer,
+            role,
+        });
+        self.send_summary(id);
+        Ok(())
+    }
+
+    fn on_summary(&mut self, id: ConnId, entries: Vec<([u8; 16], Option<[u8; 32]>)>) -> Result {
+        let peer = self.peer_of(id);
+        for (p, their_digest) in entries {
+            let p = PartnershipId::from_bytes(p);
+            if self.partnerships.contains_key(&p) {
+                if !self.may_share(id, p) {
+                    continue;
+                }
+                self.conn(id).shared.insert(p);
+                if their_digest != Some(self.digest(p)) {
+                    self.send_list(id, p);
+                }
+            } else if their_digest.is_some() && (self.wanted.contains(&p) || self.may_create(peer))
+            {
+                self.conn(id).shared.insert(p);
+                self.send_list(id, p);
+            }
+        }
+        self.conn(id).summary_received = true;
+        let member_anywhere = self.partnerships.values().any(|m| m.is_member(&peer));
+        let conn = self.conn(id);
+        // Admission is the listener's decision; a dialer hears it as an error frame.
+        if !conn.dialed && conn.shared.is_empty() && !member_anywhere {
+            return refuse(
+                ErrorCode::NotAMember,
+                format!(
+                    "organisation {} is not a member of any partnership held here",
+                    peer.fingerprint()
+                ),
+            );
+        }
+        self.send(id, &Frame::SummaryDone);
+        self.check_in_sync(id);
+        Ok(())
+    }
+
+    fn on_documents(&mut self, id: ConnId, p: PartnershipId, docs: Vec<DocEntry>) {
+        let peer = self.peer_of(id);
+        let allowed = self.conn(id).shared.contains(&p)
+            || (self.partnerships.contains_key(&p) && self.may_share(id, p))
+            || self.wanted.contains(&p);
+        if !allowed {
+            tracing::debug!(conn = id.0, peer = %peer.fingerprint(), partnership = %p, "ignoring a document list we may not share");
+            return;
+        }
+        let conn = self.conn(id);
+        conn.shared.insert(p);
+        conn.awaiting_lists.remove(&p);
+        conn.their_lists.insert(p, docs);
+        if !self.conn(id).lists_sent.contains(&p) {
+            self.send_list(id, p);
+            self.conn(id).awaiting_lists.remove(&p);
+        }
+        self.start_syncs(id, p);
+        self.check_in_sync(id);
+    }
+
+    fn on_sync(&mut self, id: ConnId, doc: DocId, message: Vec<u8>) -> Result {
+        if !self.conn(id).docs.contains_key(&doc) {
+            let Some(slot) = self.docs.get(&doc) else {
+                return Ok(());
+            };
+            let p = slot.partnership;
+            if !self.conn(id).shared.contains(&p) || !self.listed(p, doc) {
+                tracing::debug!(conn = id.0, doc = %doc, "ignoring sync for a document we do not share");
+                return Ok(());
+            }
+            self.conn(id).docs.insert(doc, None);
+        }
+        let slot = self.docs.get_mut(&doc).expect("checked above");
+        if slot.doc_mut().is_none() {
+            slot.inbox.push((id, message));
+            self.request_load(doc);
+            return Ok(());
+        }
+        self.apply_message(id, doc, message)
+    }
+
+    fn on_known(
+        &mut self,
+        doc: DocId,
+        partnership: PartnershipId,
+        kind: String,
+        heads: Vec<ChangeHash>,
+    ) {
+        match self.docs.get_mut(&doc) {
+            Some(slot) => slot.heads = heads,
+            None => {
+                self.docs
+                    .insert(doc, DocSlot::unloaded(partnership, kind, heads));
+            }
+        }
+        self.wanted.remove(&partnership);
+        if doc == partnership.roster_doc() {
+            // Membership is needed for every decision, so rosters are always loaded.
+            self.request_load(doc);
+        } else {
+            self.push_to_peers(doc);
+        }
+    }
+
+    fn on_loaded(
+        &mut self,
+        doc: DocId,
+        snapshot: &[u8],
+        log: &[Vec<u8>],
+        states: Vec<(OrgKey, Vec<u8>)>,
+    ) {
+        let Some(slot) = self.docs.get_mut(&doc) else {
+            return;
+        };
+        let loaded = catch_unwind(
+            || -> std::result::Result<AutoCommit, automerge::AutomergeError> {
+                let mut d = AutoCommit::load(snapshot)?;
+                for entry in log {
+                    d.load_incremental(entry)?;
+                }
+                Ok(d)
+            },
+        );
+        let mut loaded = match loaded {
+            Ok(Ok(d)) => d,
+            Ok(Err(e)) => return self.on_load_failed(doc, &e.to_string()),
+            Err(_) => return self.on_load_failed(doc, "loading it panicked"),
+        };
+        slot.heads = loaded.get_heads();
+        slot.saved_states = states
+            .into_iter()
+            .filter_map(|(peer, bytes)| State::decode(&bytes).ok().map(|s| (peer, s)))
+            .collect();
+        slot.residency = Residency::Loaded(Box::new(loaded));
+        let inbox = std::mem::take(&mut slot.inbox);
+        let waiting = std::mem::take(&mut slot.waiting);
+        let partnership = slot.partnership;
+        if doc == partnership.roster_doc() {
+            self.refresh_membership(partnership);
+        }
+        for (conn, message) in inbox {
+            if self.conns.contains_key(&conn)
+                && let Err((code, message)) = self.apply_message(conn, doc, message)
+            {
+                self.fail(conn, code, message);
+            }
+        }
+        for conn in waiting {
+            self.pump(conn, doc);
+        }
+    }
+
+    fn on_load_failed(&mut self, doc: DocId, reason: &str) {
+        tracing::error!(doc = %doc, %reason, "could not load a document; it will not sync until repaired");
+        if let Some(slot) = self.docs.get_mut(&doc) {
+            slot.residency = Residency::Broken;
+            slot.inbox.clear();
+            slot.waiting.clear();
+        }
+    }
+
+    fn on_local_change(&mut self, doc: DocId, change: &[u8]) {
+        let Some(slot) = self.docs.get_mut(&doc) else {
+            return;
+        };
+        let Some(d) = slot.doc_mut() else {
+            // Not in memory: its new heads arrive via `Known`, and a later load sees the change.
+            return;
+        };
+        if d.load_incremental(change).is_err() {
+            slot.residency = Residency::Unloaded;
+            return;
+        }
+        slot.heads = d.get_heads();
+        let p = slot.partnership;
+        if doc == p.roster_doc() {
+            self.refresh_membership(p);
+        }
+        self.push_to_peers(doc);
+    }
+
+    fn on_want(&mut self, partnership: PartnershipId) {
+        if self.partnerships.contains_key(&partnership) {
+            return;
+        }
+        self.wanted.insert(partnership);
+        let ready: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.peer().is_some())
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ready {
+            self.send_summary(id);
+        }
+    }
+
+    fn on_tick(&mut self) {
+        let deadline = self.config.handshake_timeout_ms;
+        let late: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.peer().is_none() && self.now.saturating_sub(c.opened_at) > deadline)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in late {
+            self.fail(
+                id,
+                ErrorCode::Timeout,
+                "the handshake took too long".to_owned(),
+            );
+        }
+    }
+
+    // ---- documents ------------------------------------------------------
+
+    /// Applies one sync message from a peer. A message that cannot be
+    /// applied drops the in-memory copy (it is reloaded from the replica,
+    /// which only ever received whole, applied changes) and fails the connection.
+    fn apply_message(&mut self, id: ConnId, doc: DocId, bytes: Vec<u8>) -> Result {
+        let peer = self.peer_of(id);
+        let message = Message::decode(&bytes)
+            .map_err(|e| (ErrorCode::Protocol, format!("malformed sync message: {e}")))?;
+        let mut state = self.take_state(id, doc, peer);
+        let slot = self.docs.get_mut(&doc).expect("caller checked");
+        let d = slot.doc_mut().expect("caller checked");
+        let before = d.get_heads();
+        let applied = catch_unwind(AssertUnwindSafe(|| {
+            d.sync().receive_sync_message(&mut state, message)
+        }));
+        let after = d.get_heads();
+        let new_changes = if after != before {
+            d.get_changes(&before)
+        } else {
+            Vec::new()
+        };
+        if !matches!(applied, Ok(Ok(()))) {
+            slot.residency = Residency::Unloaded;
+            return refuse(
+                ErrorCode::BadDocument,
+                format!("document {doc} could not apply the peer's changes"),
+            );
+        }
+        self.conn(id).docs.insert(doc, Some(state));
+        if !new_changes.is_empty() {
+            self.record_changes(id, doc, peer, &new_changes, after)?;
+        }
+        self.pump(id, doc);
+        self.check_in_sync(id);
+        Ok(())
+    }
+
+    /// Persists and announces changes received from `peer`, and forwards them.
+    fn record_changes(
+        &mut self,
+        id: ConnId,
+        doc: DocId,
+        peer: OrgKey,
+        changes: &[automerge::Change],
+        heads: Vec<ChangeHash>,
+    ) -> Result {
+        let slot = self.docs.get_mut(&doc).expect("caller checked");
+        let p = slot.partnership;
+        let is_roster = doc == p.roster_doc();
+        if is_roster {
+            let d = slot.doc_mut().expect("loaded");
+            let valid = Membership::from_roster(p, d);
+            let creator_ok = match (&valid, self.partnerships.contains_key(&p)) {
+                (None, _) => false,
+                (Some(m), false) => {
+                    self.wanted.contains(&p) || self.may_create_as(peer, &m.creator)
+                }
+                (Some(_), true) => true,
+            };
+            if !creator_ok {
+                let slot = self.docs.get_mut(&doc).expect("exists");
+                if slot.stored {
+                    slot.residency = Residency::Unloaded;
+                } else {
+                    self.docs.remove(&doc);
+                }
+                return refuse(
+                    ErrorCode::BadDocument,
+                    format!(
+                        "the roster of partnership {p} is not valid or not created by the sender"
+                    ),
+                );
+            }
+        }
+        let slot = self.docs.get_mut(&doc).expect("exists");
+        slot.heads = heads.clone();
+        let write = if slot.stored {
+            let bytes: Vec<u8> = changes
+                .iter()
+                .flat_map(|c| c.raw_bytes().iter().copied())
+                .collect();
+            StorageWrite::Append {
+                doc,
+                changes: bytes,
+                count: changes.len() as u64,
+                heads,
+            }
+        } else {
+            slot.stored = true;
+            let snapshot = slot.doc_mut().expect("loaded").save();
+            StorageWrite::NewDocument {
+                doc,
+                partnership: p,
+                kind: slot.kind.clone(),
+                snapshot,
+                heads,
+            }
+        };
+        self.out.writes.push(write);
+        let count = changes.len() as u64;
+        let stats = &mut self.conn(id).stats;
+        stats.changes_received += count;
+        stats.documents_updated += 1;
+        self.out.events.push(Event::DocumentUpdated {
+            doc,
+            partnership: p,
+            peer,
+            changes: count,
+        });
+        if is_roster {
+            self.wanted.remove(&p);
+            self.refresh_membership(p);
+        }
+        self.push_to_peers(doc);
+        Ok(())
+    }
+
+    /// Sends a sync message for `doc` on `id` if Automerge has something to say.
+    fn pump(&mut self, id: ConnId, doc: DocId) {
+        let Some(conn) = self.conns.get(&id) else {
+            return;
+        };
+        let Some((peer, _)) = conn.peer() else { return };
+        if !conn.docs.contains_key(&doc) {
+            return;
+        }
+        let Some(slot) = self.docs.get_mut(&doc) else {
+            return;
+        };
+        if slot.doc_mut().is_none() {
+            slot.waiting.insert(id);
+            self.request_load(doc);
+            return;
+        }
+        let mut state = self.take_state(id, doc, peer);
+        let slot = self.docs.get_mut(&doc).expect("exists");
+        let d = slot.doc_mut().expect("loaded");
+        let message = d.sync().generate_sync_message(&mut state);
+        self.conn(id).docs.insert(doc, Some(state));
+        if let Some(message) = message {
+            self.conn(id).stats.changes_sent += message.changes.len() as u64;
+            for frame in sync_frames(*doc.as_bytes(), message.encode()) {
+                self.send(id, &frame);
+            }
+        }
+    }
+
+    /// The connection's sync state for `doc`, starting from the state saved
+    /// for this peer when there is one.
+    fn take_state(&mut self, id: ConnId, doc: DocId, peer: OrgKey) -> State {
+        if let Some(Some(state)) = self.conn(id).docs.get_mut(&doc).map(Option::take) {
+            return state;
+        }
+        self.docs
+            .get(&doc)
+            .and_then(|s| s.saved_states.get(&peer).cloned())
+            .unwrap_or_default()
+    }
+
+    /// Offers a changed document to every connection that may have it.
+    fn push_to_peers(&mut self, doc: DocId) {
+        let Some(p) = self.docs.get(&doc).map(|s| s.partnership) else {
+            return;
+        };
+        if !self.listed(p, doc) {
+            return;
+        }
+        let ids: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.shared.contains(&p))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            self.conn(id).docs.entry(doc).or_insert(None);
+            self.conn(id).in_sync = false;
+            self.pump(id, doc);
+        }
+    }
+
+    /// Starts syncing every document of `p` that differs between us and the peer's list.
+    fn start_syncs(&mut self, id: ConnId, p: PartnershipId) {
+        let theirs: BTreeMap<DocId, DocEntry> = self
+            .conn(id)
+            .their_lists
+            .get(&p)
+            .map(|list| {
+                list.iter()
+                    .map(|e| (DocId::from_bytes(e.id), e.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut candidates: BTreeSet<DocId> = self
+            .docs
+            .iter()
+            .filter(|(_, s)| s.partnership == p)
+            .map(|(d, _)| *d)
+            .collect();
+        candidates.extend(theirs.keys().copied());
+        for doc in candidates {
+            if self.conn(id).docs.contains_key(&doc) || !self.listed(p, doc) {
+                continue;
+            }
+            let their_heads: Option<Vec<ChangeHash>> = theirs
+                .get(&doc)
+                .map(|e| e.heads.iter().map(|h| ChangeHash(*h)).collect());
+            match self.docs.get(&doc) {
+                Some(slot)
+                    if their_heads
+                        .as_ref()
+                        .is_some_and(|h| same_heads(h, &slot.heads)) =>
+                {
+                    continue;
+                }
+                Some(_) => {}
+                None => {
+                    let Some(entry) = theirs.get(&doc) else {
+                        continue;
+                    };
+                    self.docs.insert(doc, DocSlot::empty(p, entry.kind.clone()));
+                }
+            }
+            self.conn(id).docs.insert(doc, None);
+            self.pump(id, doc);
+        }
+    }
+
+    fn refresh_membership(&mut self, p: PartnershipId) {
+        let Some(d) = self
+            .docs
+            .get_mut(&p.roster_doc())
+            .and_then(DocSlot::doc_mut)
+        else {
+            return;
+        };
+        let Some(membership) = Membership::from_roster(p, d) else {
+            tracing::warn!(partnership = %p, "the roster is not valid; keeping the previous membership");
+            return;
+        };
+        self.partnerships.insert(p, membership);
+        self.wanted.remove(&p);
+        // Newly catalogued documents, or newly admitted members, may now sync.
+        let ids: Vec<ConnId> = self.conns.keys().copied().collect();
+        for id in ids {
+            if self.conn(id).peer().is_none() {
+                continue;
+            }
+            if self.conn(id).shared.contains(&p) {
+                if !self.may_share(id, p) {
+                    self.revoke(id, p);
+                    continue;
+                }
+                self.start_syncs(id, p);
+            } else if self.may_share(id, p) && self.conn(id).summary_received {
+                self.conn(id).shared.insert(p);
+                self.send_list(id, p);
+            }
+        }
+    }
+
+    /// A member removed from the roster stops receiving the partnership at once.
+    fn revoke(&mut self, id: ConnId, p: PartnershipId) {
+        let docs: Vec<DocId> = self
+            .docs
+            .iter()
+            .filter(|(_, s)| s.partnership == p)
+            .map(|(d, _)| *d)
+            .collect();
+        let conn = self.conn(id);
+        conn.shared.remove(&p);
+        for doc in docs {
+            conn.docs.remove(&doc);
+        }
+    }
+
+    // ---- rules ------------------------------------------------------------
+
+    /// Whether this connection's peer may read and write partnership `p`.
+    fn may_share(&self, id: ConnId, p: PartnershipId) -> bool {
+        let Some(conn) = self.conns.get(&id) else {
+            return false;
+        };
+        let Some((peer, _)) = conn.peer() else {
+            return false;
+        };
+        match self.partnerships.get(&p) {
+            Some(m) => {
+                m.is_member(&peer)
+                    || (conn.is_trusted_relay() && self.config.role == PeerRole::Node)
+            }
+            None => self.wanted.contains(&p),
+        }
+    }
+
+    /// Whether `peer` may bring a partnership this relay does not host yet.
+    fn may_create(&self, peer: OrgKey) -> bool {
+        self.config.role == PeerRole::Relay
+            && self.config.allowed_creators.as_ref().is_none_or(|allowed| {
+                allowed
+                    .iter()
+                    .any(|fp| peer.fingerprint().matches_prefix(fp))
+            })
+    }
+
+    /// A new partnership is accepted only from its creator (the id proves who that is).
+    fn may_create_as(&self, peer: OrgKey, creator: &OrgKey) -> bool {
+        self.may_create(peer) && &peer == creator
+    }
+
+    /// Whether `doc` belongs to `p` by the roster: the roster itself, or a catalogued document.
+    fn listed(&self, p: PartnershipId, doc: DocId) -> bool {
+        doc == p.roster_doc()
+            || self
+                .partnerships
+                .get(&p)
+                .is_some_and(|m| m.catalogue.contains(&doc))
+    }
+
+    fn digest(&self, p: PartnershipId) -> [u8; 32] {
+        digest(
+            self.docs
+                .iter()
+                .filter(|(_, s)| s.partnership == p && s.stored),
+        )
+    }
+
+    // ---- sending ------------------------------------------------------------
+
+    fn send_summary(&mut self, id: ConnId) {
+        let held: Vec<PartnershipId> = self
+            .partnerships
+            .keys()
+            .copied()
+            .filter(|p| self.may_share(id, *p))
+            .collect();
+        let mut partnerships: Vec<([u8; 16], Option<[u8; 32]>)> = held
+            .iter()
+            .map(|p| (*p.as_bytes(), Some(self.digest(*p))))
+            .collect();
+        partnerships.extend(self.wanted.iter().map(|p| (*p.as_bytes(), None)));
+        self.send(id, &Frame::Summary { partnerships });
+    }
+
+    fn send_list(&mut self, id: ConnId, p: PartnershipId) {
+        let docs: Vec<DocEntry> = self
+            .docs
+            .iter()
+            .filter(|(d, s)| s.partnership == p && s.stored && self.listed(p, **d))
+            .map(|(d, s)| DocEntry {
+                id: *d.as_bytes(),
+                kind: s.kind.clone(),
+                heads: s.heads.iter().map(|h| h.0).collect(),
+            })
+            .collect();
+        let conn = self.conn(id);
+        conn.lists_sent.insert(p);
+        if !conn.their_lists.contains_key(&p) {
+            conn.awaiting_lists.insert(p);
+        }
+        self.send(
+            id,
+            &Frame::Documents {
+                partnership: *p.as_bytes(),
+                docs,
+            },
+        );
+    }
+
+    fn send(&mut self, id: ConnId, frame: &Frame) {
+        let bytes = frame.encode();
+        if let Some(conn) = self.conns.get_mut(&id) {
+            conn.stats.frames_sent += 1;
+            conn.stats.bytes_sent += bytes.len() as u64;
+        }
+        self.out.send.push((id, bytes));
+    }
+
+    /// Reports in-sync once every shared document has identical heads on both sides.
+    fn check_in_sync(&mut self, id: ConnId) {
+        let Some(conn) = self.conns.get(&id) else {
+            return;
+        };
+        let Some((peer, _)) = conn.peer() else { return };
+        if conn.in_sync
+            || !conn.summary_received
+            || !conn.summary_answered
+            || !conn.awaiting_lists.is_empty()
+            || conn.reassembly.is_some()
+        {
+            return;
+        }
+        let settled = conn.docs.iter().all(|(doc, state)| {
+            let Some(slot) = self.docs.get(doc) else {
+                return true;
+            };
+            match state {
+                Some(state) => state
+                    .their_heads
+                    .as_ref()
+                    .is_some_and(|h| same_heads(h, &slot.heads)),
+                None => false,
+            }
+        });
+        if !settled {
+            return;
+        }
+        let states: Vec<(DocId, Vec<u8>)> = conn
+            .docs
+            .iter()
+            .filter_map(|(d, s)| s.as_ref().map(|s| (*d, s.encode())))
+            .collect();
+        for (doc, state) in states {
+            self.out
+                .writes
+                .push(StorageWrite::SyncState { doc, peer, state });
+        }
+        let conn = self.conn(id);
+        conn.in_sync = true;
+        let stats = conn.stats.clone();
+        self.out.events.push(Event::InSync {
+            conn: id,
+            peer,
+            stats,
+        });
+    }
+
+    fn request_load(&mut self, doc: DocId) {
+        if let Some(slot) = self.docs.get_mut(&doc)
+            && matches!(slot.residency, Residency::Unloaded)
+        {
+            slot.residency = Residency::Loading;
+            self.out.load.push(doc);
+        }
+    }
+
+    // ---- closing --------------------------------------------------------------
+
+    /// Tells the peer why, then closes: the error stays with this connection.
+    fn fail(&mut self, id: ConnId, code: ErrorCode, message: String) {
+        tracing::warn!(conn = id.0, ?code, %message, "closing connection");
+        let message: String = message.chars().take(MAX_TEXT).collect();
+        self.send(
+            id,
+            &Frame::Error {
+                code,
+                message: message.clone(),
+            },
+        );
+        self.out.events.push(Event::Refused {
+            conn: id,
+            code,
+            message,
+        });
+        self.close(id);
+    }
+
+    fn close(&mut self, id: ConnId) {
+        self.out.close.push(id);
+        self.drop_conn(id);
+    }
+
+    fn drop_conn(&mut self, id: ConnId) {
+        let Some(conn) = self.conns.remove(&id) else {
+            return;
+        };
+        let Some((peer, _)) = conn.peer() else { return };
+        for (doc, state) in conn.docs {
+            if let Some(state) = state.filter(|s| !s.shared_heads.is_empty()) {
+                self.out.writes.push(StorageWrite::SyncState {
+                    doc,
+                    peer,
+                    state: state.encode(),
+                });
+            }
+        }
+    }
+
+    fn conn(&mut self, id: ConnId) -> &mut Conn {
+        self.conns.get_mut(&id).expect("connection exists")
+    }
+
+    fn peer_of(&self, id: ConnId) -> OrgKey {
+        self.conns
+            .get(&id)
+            .and_then(Conn::peer)
+            .map(|(p, _)| p)
+            .expect("connection is authenticated")
+    }
+}
+
+fn same_heads(a: &[ChangeHash], b: &[ChangeHash]) -> bool {
+    let mut a = a.to_vec();
+    let mut b = b.to_vec();
+    a.sort();
+    b.sort();
+    a == b
+}

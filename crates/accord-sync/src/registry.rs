@@ -1,0 +1,112 @@
+//! What the engine knows about documents and partnerships.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use accord_identity::OrgKey;
+use accord_model::{DocId, PartnershipId, Role, Roster};
+use automerge::sync::State;
+use automerge::{AutoCommit, ChangeHash};
+use sha2::{Digest, Sha256};
+
+use crate::engine::ConnId;
+
+/// Where a document's content is, right now.
+#[derive(Debug)]
+pub(crate) enum Residency {
+    /// Only its heads are known (from the replica's index).
+    Unloaded,
+    /// The runtime has been asked to load it.
+    Loading,
+    Loaded(Box<AutoCommit>),
+    /// The replica could not load it; it is not synced until restart or repair.
+    Broken,
+}
+
+#[derive(Debug)]
+pub(crate) struct DocSlot {
+    pub partnership: PartnershipId,
+    pub kind: String,
+    pub heads: Vec<ChangeHash>,
+    pub residency: Residency,
+    /// False for a document first seen from a peer, until its first content is stored.
+    pub stored: bool,
+    /// Sync states persisted for each peer, available once loaded.
+    pub saved_states: BTreeMap<OrgKey, State>,
+    /// Sync messages that arrived before the document was loaded.
+    pub inbox: Vec<(ConnId, Vec<u8>)>,
+    /// Connections to send a sync message to once loaded.
+    pub waiting: BTreeSet<ConnId>,
+}
+
+impl DocSlot {
+    pub fn unloaded(partnership: PartnershipId, kind: String, heads: Vec<ChangeHash>) -> Self {
+        Self {
+            partnership,
+            kind,
+            heads,
+            residency: Residency::Unloaded,
+            stored: true,
+            saved_states: BTreeMap::new(),
+            inbox: Vec::new(),
+            waiting: BTreeSet::new(),
+        }
+    }
+
+    /// A document we do not hold yet, to be filled by a peer.
+    pub fn empty(partnership: PartnershipId, kind: String) -> Self {
+        Self {
+            residency: Residency::Loaded(Box::default()),
+            stored: false,
+            ..Self::unloaded(partnership, kind, Vec::new())
+        }
+    }
+
+    pub fn doc_mut(&mut self) -> Option<&mut AutoCommit> {
+        match &mut self.residency {
+            Residency::Loaded(doc) => Some(doc),
+            _ => None,
+        }
+    }
+}
+
+/// A partnership as its roster says: who may read and write it, and which
+/// documents belong to it.
+#[derive(Clone, Debug)]
+pub(crate) struct Membership {
+    pub creator: OrgKey,
+    pub members: BTreeMap<OrgKey, Role>,
+    pub catalogue: BTreeSet<DocId>,
+}
+
+impl Membership {
+    /// Reads membership from a roster document, checking its self-certifying id.
+    pub fn from_roster(id: PartnershipId, doc: &AutoCommit) -> Option<Self> {
+        let roster = Roster::from_doc(id, doc.clone()).ok()?;
+        let view = roster.view();
+        Some(Self {
+            creator: view.creator,
+            members: view.members.iter().map(|m| (m.key, m.role)).collect(),
+            catalogue: view.documents.iter().map(|d| d.id).collect(),
+        })
+    }
+
+    pub fn is_member(&self, org: &OrgKey) -> bool {
+        self.members.contains_key(org)
+    }
+}
+
+/// A digest of every document of a partnership and its heads: equal
+/// digests mean nothing to sync, without listing a single document.
+pub(crate) fn digest<'a>(docs: impl Iterator<Item = (&'a DocId, &'a DocSlot)>) -> [u8; 32] {
+    let mut h = Sha256::new();
+    for (id, slot) in docs {
+        h.update(id.as_bytes());
+        let mut heads = slot.heads.clone();
+        heads.sort();
+        h.update((heads.len() as u32).to_le_bytes());
+        for head in heads {
+            h.update(head.0);
+        }
+    }
+    h.finalize().into()
+}
