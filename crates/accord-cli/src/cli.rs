@@ -72,6 +72,9 @@ pub enum Command {
         /// Where partners can reach this node (127.0.0.1 keeps it to this machine).
         #[arg(long, default_value = "127.0.0.1:7420")]
         listen: SocketAddr,
+        /// On first run, create this organisation's replica with this name (like `accord init`).
+        #[arg(long, value_name = "NAME")]
+        org: Option<String>,
     },
     /// Run a relay: it keeps partnerships for their members, so a partner who was
     /// offline catches up from it. Uses its own data folder and key.

@@ -45,7 +45,7 @@ pub fn run(cli: Cli, io: &mut Io<'_>) -> Result<()> {
     match cli.command {
         Command::Init { org, output } => setup::init(io, &data, &org, output.json),
         Command::Walkthrough => walkthrough::run(),
-        Command::Serve { listen } => net::serve(io, &data, listen),
+        Command::Serve { listen, org } => net::serve(io, &data, listen, org.as_deref()),
         Command::Relay { listen, allow_org } => {
             let relay_data = if explicit_data {
                 data

@@ -19,8 +19,17 @@ use super::{Ctx, dispatch};
 use crate::cli::Cli;
 use crate::output::{self, Io};
 
-pub fn serve(io: &mut Io<'_>, data: &Path, listen: SocketAddr) -> Result<()> {
-    let ws = Arc::new(Workspace::open(data)?);
+pub fn serve(io: &mut Io<'_>, data: &Path, listen: SocketAddr, org: Option<&str>) -> Result<()> {
+    let ws = match (Workspace::open(data), org) {
+        (Ok(ws), _) => ws,
+        (Err(accord_workspace::WorkspaceError::Store(StoreError::NotInitialised { .. })), Some(name)) => {
+            let ws = Workspace::init(data, name)?;
+            writeln!(io.out, "Created the replica for {} in {}", ws.whoami().name, data.display())?;
+            ws
+        }
+        (Err(e), _) => return Err(e.into()),
+    };
+    let ws = Arc::new(ws);
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         let peers = ws.peers()?;
