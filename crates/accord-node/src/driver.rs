@@ -19,6 +19,9 @@ use accord_workspace::{Committed, Workspace};
 use automerge::ChangeHash;
 use tokio::sync::{broadcast, mpsc as tokio_mpsc, oneshot};
 
+/// Most commands handled before held sync messages are applied.
+const MAX_BATCH: usize = 512;
+
 /// Frames waiting to go out on one connection. Bounded: a peer that does
 /// not read is disconnected rather than allowed to grow our memory.
 pub const OUTBOX_FRAMES: usize = 256;
@@ -160,6 +163,23 @@ impl Driver {
                 break;
             }
             self.on_command(command);
+            // Take everything else already waiting, then apply the sync
+            // messages among them together (see `EngineConfig::coalesce`).
+            let mut stop = false;
+            for _ in 0..MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(Command::Shutdown) => {
+                        stop = true;
+                        break;
+                    }
+                    Ok(command) => self.on_command(command),
+                    Err(_) => break,
+                }
+            }
+            self.step(Input::Flush);
+            if stop {
+                break;
+            }
         }
         for conn in std::mem::take(&mut self.conns).into_values() {
             let _ = conn.outbox.try_send(Outbound::Close);

@@ -316,6 +316,7 @@ fn engine_config(options: &NodeOptions) -> EngineConfig {
             PeerRole::Node
         },
         allowed_creators: options.allowed_creators.clone(),
+        coalesce: true,
         ..EngineConfig::default()
     }
 }
