@@ -5,3 +5,4 @@ mod durability;
 mod errors;
 mod story;
 mod support;
+mod sync;

@@ -316,7 +316,10 @@ impl Agreement {
 
     fn put_text(&mut self, parent: &ObjId, key: &str, value: &str) -> Result<(), ModelError> {
         let text = self.ensure_text(parent, key)?;
-        self.doc.update_text(&text, value)?;
+        let old = self.doc.text(&text)?;
+        for (pos, delete, insert) in crate::text_diff::splices(&old, value) {
+            self.doc.splice_text(&text, pos, delete as isize, &insert)?;
+        }
         Ok(())
     }
 

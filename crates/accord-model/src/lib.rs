@@ -20,6 +20,7 @@ mod path;
 mod roster;
 pub mod schema;
 mod template;
+mod text_diff;
 mod view;
 
 pub use agreement::Agreement;

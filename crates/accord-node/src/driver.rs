@@ -232,8 +232,9 @@ impl Driver {
             }
             Command::Received { conn, bytes } => self.step(Input::Received { conn, bytes }),
             Command::Disconnected { conn } => {
-                self.conns.remove(&conn);
+                // The engine's events still name this connection's URL.
                 self.step(Input::Disconnected { conn });
+                self.conns.remove(&conn);
             }
             Command::Committed(committed) => {
                 for c in committed {
@@ -358,7 +359,8 @@ impl Driver {
             Event::Authenticated { conn, .. }
             | Event::InSync { conn, .. }
             | Event::Refused { conn, .. }
-            | Event::PeerError { conn, .. } => Some(*conn),
+            | Event::PeerError { conn, .. }
+            | Event::Closed { conn } => Some(*conn),
             Event::DocumentUpdated { .. } => None,
         };
         let url = conn

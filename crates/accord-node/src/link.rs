@@ -30,7 +30,9 @@ pub enum Incoming {
     /// Pings, pongs: proof of life, nothing to do.
     Alive,
     Closed,
-    /// A text message or a protocol error: the peer is not speaking our protocol.
+    /// The connection broke (reset, websocket protocol error, too large a message).
+    Lost(String),
+    /// A text message: the peer is not speaking our protocol.
     Invalid(String),
 }
 
@@ -89,6 +91,10 @@ pub async fn run<I, O>(
                     tracing::warn!(%why, "closing a connection that does not speak the protocol");
                     // Let the engine answer with an error frame, then close.
                     driver.send(Command::Received { conn, bytes: Vec::new() });
+                }
+                Some(Incoming::Lost(why)) => {
+                    tracing::info!(%why, "connection lost");
+                    break;
                 }
                 Some(Incoming::Closed) | None => break,
             },
@@ -154,7 +160,7 @@ where
         Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => Incoming::Alive,
         Ok(Message::Close(_)) => Incoming::Closed,
         Ok(Message::Text(_)) => Incoming::Invalid("a text message".into()),
-        Err(e) => Incoming::Invalid(e.to_string()),
+        Err(e) => Incoming::Lost(e.to_string()),
     });
     let outgoing = sink.with(|m: Outgoing| {
         futures_util::future::ready(Ok::<_, tokio_tungstenite::tungstenite::Error>(match m {
@@ -180,7 +186,7 @@ pub fn axum_halves(
         Ok(Message::Ping(_) | Message::Pong(_)) => Incoming::Alive,
         Ok(Message::Close(_)) => Incoming::Closed,
         Ok(Message::Text(_)) => Incoming::Invalid("a text message".into()),
-        Err(e) => Incoming::Invalid(e.to_string()),
+        Err(e) => Incoming::Lost(e.to_string()),
     });
     let outgoing = sink.with(|m: Outgoing| {
         futures_util::future::ready(Ok::<_, axum::Error>(match m {

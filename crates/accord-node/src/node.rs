@@ -303,6 +303,11 @@ async fn wait_for_sync(
             }
             Event::PeerError { message, .. } => return Err(format!("{url} refused: {message}")),
             Event::Refused { message, .. } => return Err(format!("{url}: {message}")),
+            Event::Closed { .. } => {
+                return Err(format!(
+                    "{url} closed the connection before the sync finished"
+                ));
+            }
             Event::DocumentUpdated { .. } => {}
         }
     }

@@ -136,6 +136,8 @@ pub enum Event {
         code: ErrorCode,
         message: String,
     },
+    /// The connection is gone (after any `Refused` or `PeerError`).
+    Closed { conn: ConnId },
 }
 
 /// What one connection has done so far.
@@ -543,9 +545,12 @@ impl Engine {
         }
         self.conn(id).summary_received = true;
         let member_anywhere = self.partnerships.values().any(|m| m.is_member(&peer));
+        // Admission is the listener's decision; a dialer hears it as an error
+        // frame. A listener still waiting for a roster it joined cannot judge
+        // membership yet, so it keeps the connection (sharing nothing).
+        let waiting_for_roster = !self.wanted.is_empty();
         let conn = self.conn(id);
-        // Admission is the listener's decision; a dialer hears it as an error frame.
-        if !conn.dialed && conn.shared.is_empty() && !member_anywhere {
+        if !conn.dialed && conn.shared.is_empty() && !member_anywhere && !waiting_for_roster {
             return refuse(
                 ErrorCode::NotAMember,
                 format!(
@@ -571,7 +576,14 @@ impl Engine {
         let conn = self.conn(id);
         conn.shared.insert(p);
         conn.awaiting_lists.remove(&p);
-        conn.their_lists.insert(p, docs);
+        // Merge: a later list may name just one new document.
+        let list = conn.their_lists.entry(p).or_default();
+        for entry in docs {
+            match list.iter_mut().find(|e| e.id == entry.id) {
+                Some(existing) => *existing = entry,
+                None => list.push(entry),
+            }
+        }
         if !self.conn(id).lists_sent.contains(&p) {
             self.send_list(id, p);
             self.conn(id).awaiting_lists.remove(&p);
@@ -592,7 +604,9 @@ impl Engine {
             }
             self.conn(id).docs.insert(doc, None);
         }
-        let slot = self.docs.get_mut(&doc).expect("checked above");
+        let Some(slot) = self.docs.get_mut(&doc) else {
+            return Ok(());
+        };
         if slot.doc_mut().is_none() {
             slot.inbox.push((id, message));
             self.request_load(doc);
@@ -719,8 +733,10 @@ impl Engine {
         let loaded = catch_unwind(
             || -> std::result::Result<AutoCommit, automerge::AutomergeError> {
                 let mut d = AutoCommit::load(snapshot)?;
-                for entry in log {
-                    d.load_incremental(entry)?;
+                // One call for the whole log: each call costs time in
+                // proportion to the document, however little it adds.
+                if !log.is_empty() {
+                    d.load_incremental(&log.concat())?;
                 }
                 Ok(d)
             },
@@ -825,9 +841,19 @@ impl Engine {
         let peer = self.peer_of(id);
         let message = Message::decode(&bytes)
             .map_err(|e| (ErrorCode::Protocol, format!("malformed sync message: {e}")))?;
+        let Some(slot) = self.docs.get_mut(&doc) else {
+            return Ok(());
+        };
+        if slot.doc_mut().is_none() {
+            // Dropped earlier in this round: apply after reloading.
+            slot.inbox.push((id, bytes));
+            self.request_load(doc);
+            return Ok(());
+        }
         let mut state = self.take_state(id, doc, peer);
-        let slot = self.docs.get_mut(&doc).expect("caller checked");
-        let d = slot.doc_mut().expect("caller checked");
+        let Some(d) = self.docs.get_mut(&doc).and_then(DocSlot::doc_mut) else {
+            return Ok(());
+        };
         let before = d.get_heads();
         let applied = catch_unwind(AssertUnwindSafe(|| {
             d.sync().receive_sync_message(&mut state, message)
@@ -839,7 +865,9 @@ impl Engine {
             Vec::new()
         };
         if !matches!(applied, Ok(Ok(()))) {
-            slot.residency = Residency::Unloaded;
+            if let Some(slot) = self.docs.get_mut(&doc) {
+                slot.residency = Residency::Unloaded;
+            }
             return refuse(
                 ErrorCode::BadDocument,
                 format!("document {doc} could not apply the peer's changes"),
@@ -863,11 +891,15 @@ impl Engine {
         changes: &[automerge::Change],
         heads: Vec<ChangeHash>,
     ) -> Result {
-        let slot = self.docs.get_mut(&doc).expect("caller checked");
+        let Some(slot) = self.docs.get_mut(&doc) else {
+            return Ok(());
+        };
         let p = slot.partnership;
         let is_roster = doc == p.roster_doc();
         if is_roster {
-            let d = slot.doc_mut().expect("loaded");
+            let Some(d) = slot.doc_mut() else {
+                return Ok(());
+            };
             let valid = Membership::from_roster(p, d);
             let creator_ok = match (&valid, self.partnerships.contains_key(&p)) {
                 (None, _) => false,
@@ -877,12 +909,7 @@ impl Engine {
                 (Some(_), true) => true,
             };
             if !creator_ok {
-                let slot = self.docs.get_mut(&doc).expect("exists");
-                if slot.stored {
-                    slot.residency = Residency::Unloaded;
-                } else {
-                    self.docs.remove(&doc);
-                }
+                self.reset_document(id, doc);
                 return refuse(
                     ErrorCode::BadDocument,
                     format!(
@@ -891,7 +918,9 @@ impl Engine {
                 );
             }
         }
-        let slot = self.docs.get_mut(&doc).expect("exists");
+        let Some(slot) = self.docs.get_mut(&doc) else {
+            return Ok(());
+        };
         slot.heads = heads.clone();
         let write = if slot.stored {
             let bytes: Vec<u8> = changes
@@ -906,7 +935,7 @@ impl Engine {
             }
         } else {
             slot.stored = true;
-            let snapshot = slot.doc_mut().expect("loaded").save();
+            let snapshot = slot.doc_mut().map(|d| d.save()).unwrap_or_default();
             StorageWrite::NewDocument {
                 doc,
                 partnership: p,
@@ -934,6 +963,33 @@ impl Engine {
         Ok(())
     }
 
+    /// Throws away refused content of `doc` (brought by `culprit`): a stored
+    /// document is reloaded from the replica, one never stored starts empty
+    /// again, and every other connection syncing it starts afresh.
+    fn reset_document(&mut self, culprit: ConnId, doc: DocId) {
+        let Some(slot) = self.docs.get_mut(&doc) else {
+            return;
+        };
+        if slot.stored {
+            slot.residency = Residency::Unloaded;
+        } else {
+            *slot = DocSlot::empty(slot.partnership, slot.kind.clone());
+        }
+        let others: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(c, conn)| **c != culprit && conn.docs.contains_key(&doc))
+            .map(|(c, _)| *c)
+            .collect();
+        if let Some(conn) = self.conns.get_mut(&culprit) {
+            conn.docs.remove(&doc);
+        }
+        for id in others {
+            self.conn(id).docs.insert(doc, Some(State::new()));
+            self.pump(id, doc);
+        }
+    }
+
     /// Sends a sync message for `doc` on `id` if Automerge has something to say.
     fn pump(&mut self, id: ConnId, doc: DocId) {
         let Some(conn) = self.conns.get(&id) else {
@@ -952,8 +1008,9 @@ impl Engine {
             return;
         }
         let mut state = self.take_state(id, doc, peer);
-        let slot = self.docs.get_mut(&doc).expect("exists");
-        let d = slot.doc_mut().expect("loaded");
+        let Some(d) = self.docs.get_mut(&doc).and_then(DocSlot::doc_mut) else {
+            return;
+        };
         let message = d.sync().generate_sync_message(&mut state);
         self.conn(id).docs.insert(doc, Some(state));
         if let Some(message) = message {
@@ -991,10 +1048,42 @@ impl Engine {
             .map(|(id, _)| *id)
             .collect();
         for id in ids {
-            self.conn(id).docs.entry(doc).or_insert(None);
+            if !self.conn(id).docs.contains_key(&doc) {
+                self.announce(id, p, doc);
+                self.conn(id).docs.insert(doc, None);
+            }
             self.conn(id).in_sync = false;
             self.pump(id, doc);
         }
+    }
+
+    /// Tells a peer that `doc` exists, unless its list already named it: a
+    /// peer creates a document only from a `Documents` entry, never from a
+    /// bare sync message.
+    fn announce(&mut self, id: ConnId, p: PartnershipId, doc: DocId) {
+        let known = self
+            .conn(id)
+            .their_lists
+            .get(&p)
+            .is_some_and(|list| list.iter().any(|e| e.id == *doc.as_bytes()));
+        let Some(slot) = self.docs.get(&doc) else {
+            return;
+        };
+        if known || !slot.stored {
+            return;
+        }
+        let entry = DocEntry {
+            id: *doc.as_bytes(),
+            kind: slot.kind.clone(),
+            heads: slot.heads.iter().map(|h| h.0).collect(),
+        };
+        self.send(
+            id,
+            &Frame::Documents {
+                partnership: *p.as_bytes(),
+                docs: vec![entry],
+            },
+        );
     }
 
     /// Starts syncing every document of `p` that differs between us and the peer's list.
@@ -1031,6 +1120,8 @@ impl Engine {
                 {
                     continue;
                 }
+                // A placeholder another peer is still filling: offered once stored.
+                Some(slot) if !slot.stored && their_heads.is_none() => continue,
                 Some(_) => {}
                 None => {
                     let Some(entry) = theirs.get(&doc) else {
@@ -1038,6 +1129,9 @@ impl Engine {
                     };
                     self.docs.insert(doc, DocSlot::empty(p, entry.kind.clone()));
                 }
+            }
+            if !theirs.contains_key(&doc) {
+                self.announce(id, p, doc);
             }
             self.conn(id).docs.insert(doc, None);
             self.pump(id, doc);
@@ -1156,7 +1250,11 @@ impl Engine {
             .iter()
             .map(|p| (*p.as_bytes(), Some(self.digest(*p))))
             .collect();
-        partnerships.extend(self.wanted.iter().map(|p| (*p.as_bytes(), None)));
+        // Partnerships we wait for are asked of peers we chose to dial (the
+        // inviter or the relay), never told to whoever dials us.
+        if self.conns.get(&id).is_some_and(|c| c.dialed) {
+            partnerships.extend(self.wanted.iter().map(|p| (*p.as_bytes(), None)));
+        }
         self.send(id, &Frame::Summary { partnerships });
     }
 
@@ -1282,6 +1380,7 @@ impl Engine {
         let Some(conn) = self.conns.remove(&id) else {
             return;
         };
+        self.out.events.push(Event::Closed { conn: id });
         let Some((peer, _)) = conn.peer() else { return };
         for (doc, state) in conn.docs {
             if let Some(state) = state.filter(|s| !s.shared_heads.is_empty()) {

@@ -22,9 +22,17 @@ use crate::output::{self, Io};
 pub fn serve(io: &mut Io<'_>, data: &Path, listen: SocketAddr, org: Option<&str>) -> Result<()> {
     let ws = match (Workspace::open(data), org) {
         (Ok(ws), _) => ws,
-        (Err(accord_workspace::WorkspaceError::Store(StoreError::NotInitialised { .. })), Some(name)) => {
+        (
+            Err(accord_workspace::WorkspaceError::Store(StoreError::NotInitialised { .. })),
+            Some(name),
+        ) => {
             let ws = Workspace::init(data, name)?;
-            writeln!(io.out, "Created the replica for {} in {}", ws.whoami().name, data.display())?;
+            writeln!(
+                io.out,
+                "Created the replica for {} in {}",
+                ws.whoami().name,
+                data.display()
+            )?;
             ws
         }
         (Err(e), _) => return Err(e.into()),
