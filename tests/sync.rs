@@ -1057,3 +1057,31 @@ fn a_peer_that_closes_mid_sync_fails_the_sync_at_once() {
         "sync waited {took:?} (its whole --timeout) for a peer that had closed: {stderr}"
     );
 }
+
+/// `doc edit` while `accord serve` holds the replica: the editor runs here,
+/// the node applies the change, and only the changed sentence is spliced.
+#[test]
+fn doc_edit_works_while_the_node_is_serving() {
+    let org = Org::init("Women's Centre Wandsworth");
+    org.ok(&["partnership", "new", "Sharing Our Strengths"]);
+    org.ok(&["doc", "new", "Sharing", "--kind", "mou", "--title", "MOU"]);
+    org.ok(&["doc", "set", "MOU", "purpose", "One. Two."]);
+    let (_node, _url) = serve(&org, "serving node");
+    let editor = crate::support::script(
+        org.data.parent().unwrap(),
+        "editor.sh",
+        r#"sed -i 's/One. Two./One. Two. Three./' "$1""#,
+    );
+    let out = org
+        .command(&["doc", "edit", "MOU"])
+        .env("EDITOR", &editor)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Applied 1 change"));
+    assert_eq!(purpose(&org, "MOU"), "One. Two. Three.");
+}

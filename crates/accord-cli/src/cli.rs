@@ -272,6 +272,19 @@ pub enum DocCommand {
         /// The agreement: its id, or the start of its title.
         doc: String,
     },
+    /// The editable Markdown and its version, as JSON (how `doc edit` works
+    /// through a running node).
+    #[command(hide = true)]
+    Editable { doc: String },
+    /// Applies an edited Markdown file made from version BASE.
+    #[command(hide = true)]
+    ApplyMarkdown {
+        doc: String,
+        #[arg(long, num_args = 0..)]
+        base: Vec<String>,
+        #[arg(long)]
+        text: String,
+    },
 }
 
 #[derive(Debug, Args)]

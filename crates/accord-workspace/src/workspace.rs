@@ -306,6 +306,24 @@ impl Workspace {
         Ok((agreement.view(&roster), roster))
     }
 
+    /// Reads an agreement as it was at `base` (a version someone started
+    /// editing from), with the current roster.
+    pub fn view_at(
+        &self,
+        selector: &str,
+        base: &[ChangeHash],
+    ) -> Result<(AgreementView, RosterView), WorkspaceError> {
+        let doc = self.document(selector)?;
+        let roster = self.load_roster(doc.partnership)?.0.view();
+        let (mut agreement, _) = self.load_agreement(doc.id)?;
+        let old = agreement
+            .doc_mut()
+            .fork_at(base)
+            .map_err(ModelError::from)?;
+        let old = Agreement::from_doc(doc.id, old)?;
+        Ok((old.view(&roster), roster))
+    }
+
     /// Applies `edit` to an agreement and makes the result durable. Returns
     /// the new change's hash, or `None` when the edit changed nothing.
     pub fn edit<F>(

@@ -124,8 +124,15 @@ pub fn remove(io: &mut Io<'_>, ws: &Workspace, doc: &str, item: &str) -> Result<
 /// Opens the Markdown rendering in the user's editor, then applies only
 /// what they changed, as edits against the version they started from.
 pub fn edit(io: &mut Io<'_>, ws: &Workspace, doc: &str) -> Result<()> {
+    let (heads, original) = editable_markdown(ws, doc)?;
+    let edited = run_editor(&original)?;
+    apply_markdown(io, ws, doc, &heads, &edited)
+}
+
+/// The editable Markdown of `doc` and the version it shows.
+pub fn editable_markdown(ws: &Workspace, doc: &str) -> Result<(Vec<String>, String)> {
     let (view, roster) = ws.view(doc)?;
-    let original = markdown::render(
+    let markdown = markdown::render(
         &view,
         &roster,
         &RenderOptions {
@@ -133,17 +140,79 @@ pub fn edit(io: &mut Io<'_>, ws: &Workspace, doc: &str) -> Result<()> {
             editable: true,
         },
     );
-    let edited = run_editor(&original)?;
-    let edits = markdown::parse_edit(&view, &edited, &roster)?;
+    Ok((view.heads, markdown))
+}
+
+pub fn editable(io: &mut Io<'_>, ws: &Workspace, doc: &str) -> Result<()> {
+    let (heads, markdown) = editable_markdown(ws, doc)?;
+    output::json(
+        io,
+        &serde_json::json!({ "heads": heads, "markdown": markdown }),
+    )
+}
+
+/// Applies what changed between the Markdown of version `base` and `edited`.
+pub fn apply_markdown(
+    io: &mut Io<'_>,
+    ws: &Workspace,
+    doc: &str,
+    base: &[String],
+    edited: &str,
+) -> Result<()> {
+    let base: Vec<ChangeHash> = base
+        .iter()
+        .map(|h| h.parse())
+        .collect::<Result<_, _>>()
+        .map_err(|_| {
+            anyhow::anyhow!("the edited file names a version this replica does not know")
+        })?;
+    let (view, roster) = ws.view_at(doc, &base)?;
+    let edits = markdown::parse_edit(&view, edited, &roster)?;
     if edits.is_empty() {
         writeln!(io.out, "No changes.")?;
         return Ok(());
     }
-    let base: Vec<ChangeHash> = view.heads.iter().filter_map(|h| h.parse().ok()).collect();
     let change = ws.edit_at(doc, Some(&base), "Edited in editor", |agreement, roster| {
         markdown::apply_edits(agreement, &edits, roster)
     })?;
     report(io, change, &format!("Applied {} change(s).", edits.len()))
+}
+
+/// `doc edit` while `accord serve` holds the replica: fetch the Markdown
+/// from the node, edit it here, send the result back.
+pub fn edit_through_node(io: &mut Io<'_>, data: &std::path::Path, doc: &str) -> Result<bool> {
+    let Some(reply) =
+        accord_node::control::call(data, vec!["doc".into(), "editable".into(), doc.into()])
+    else {
+        return Ok(false);
+    };
+    if reply.code != 0 {
+        io.err.write_all(reply.stderr.as_bytes())?;
+        return Err(super::Forwarded(reply.code).into());
+    }
+    let fetched: serde_json::Value = serde_json::from_str(&reply.stdout)?;
+    let heads: Vec<String> = serde_json::from_value(fetched["heads"].clone())?;
+    let original = fetched["markdown"].as_str().unwrap_or_default().to_owned();
+    let edited = run_editor(&original)?;
+    let mut args = vec![
+        "doc".to_owned(),
+        "apply-markdown".to_owned(),
+        doc.to_owned(),
+        "--text".to_owned(),
+        edited,
+    ];
+    args.push("--base".to_owned());
+    args.extend(heads);
+    let Some(reply) = accord_node::control::call(data, args) else {
+        anyhow::bail!("the running node stopped answering; your edit was not saved");
+    };
+    io.out.write_all(reply.stdout.as_bytes())?;
+    io.err.write_all(reply.stderr.as_bytes())?;
+    if reply.code == 0 {
+        Ok(true)
+    } else {
+        Err(super::Forwarded(reply.code).into())
+    }
 }
 
 fn run_editor(initial: &str) -> Result<String> {

@@ -73,11 +73,14 @@ pub fn run(cli: Cli, io: &mut Io<'_>) -> Result<()> {
 /// Runs a command inside the node that holds the replica. When no node
 /// answers (another command holds it), reports `in_use` as it is.
 fn forward(io: &mut Io<'_>, data: &Path, command: &Command, in_use: WorkspaceError) -> Result<()> {
-    // `doc edit` runs the person's editor against the replica itself.
-    if matches!(
-        command,
-        Command::Doc(DocCommand::Edit { .. }) | Command::Debug(_)
-    ) {
+    // `doc edit` runs the person's editor here, and the node does the rest.
+    if let Command::Doc(DocCommand::Edit { doc }) = command {
+        return match docs::edit_through_node(io, data, doc)? {
+            true => Ok(()),
+            false => Err(in_use.into()),
+        };
+    }
+    if matches!(command, Command::Debug(_)) {
         return Err(in_use.into());
     }
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -191,6 +194,10 @@ fn doc_command(io: &mut Io<'_>, ws: &Workspace, command: DocCommand) -> Result<(
         DocCommand::Add { doc, list, values } => docs::add(io, ws, &doc, &list, &values),
         DocCommand::Remove { doc, item } => docs::remove(io, ws, &doc, &item),
         DocCommand::Edit { doc } => docs::edit(io, ws, &doc),
+        DocCommand::Editable { doc } => docs::editable(io, ws, &doc),
+        DocCommand::ApplyMarkdown { doc, base, text } => {
+            docs::apply_markdown(io, ws, &doc, &base, &text)
+        }
     }
 }
 
