@@ -1339,6 +1339,44 @@ impl Engine {
             peer,
             stats,
         });
+        self.release_settled(id, peer);
+    }
+
+    /// Once a connection is in sync, its per-document states are saved (in
+    /// the replica, and in memory for loaded documents) and dropped from the
+    /// connection, and documents no connection is syncing are unloaded: a
+    /// long-lived connection (a relay's) holds no document in memory while
+    /// nothing changes. The next change reloads what it needs.
+    fn release_settled(&mut self, id: ConnId, peer: OrgKey) {
+        let settled = std::mem::take(&mut self.conn(id).docs);
+        for (doc, state) in &settled {
+            if let (Some(slot), Some(state)) = (self.docs.get_mut(doc), state) {
+                slot.saved_states.insert(peer, state.clone());
+            }
+        }
+        for doc in settled.into_keys() {
+            self.unload_if_unused(doc);
+        }
+    }
+
+    fn unload_if_unused(&mut self, doc: DocId) {
+        let in_use = self.conns.values().any(|c| c.docs.contains_key(&doc));
+        let Some(slot) = self.docs.get_mut(&doc) else {
+            return;
+        };
+        let idle =
+            slot.inbox.is_empty() && slot.waiting.is_empty() && !self.inbound.contains_key(&doc);
+        let is_roster = doc == slot.partnership.roster_doc();
+        if in_use
+            || !idle
+            || is_roster
+            || !slot.stored
+            || !matches!(slot.residency, Residency::Loaded(_))
+        {
+            return;
+        }
+        slot.residency = Residency::Unloaded;
+        slot.saved_states.clear();
     }
 
     fn request_load(&mut self, doc: DocId) {
