@@ -11,6 +11,10 @@ mod report;
 mod splice_costs;
 mod stats;
 mod storage;
+mod sync_clone;
+mod sync_merge;
+mod sync_net;
+mod sync_reconnect;
 mod trace;
 
 use std::path::PathBuf;
@@ -46,6 +50,24 @@ enum Command {
     /// Diagnostic: Accord's per-keystroke work rebuilt step by step on plain
     /// Automerge, to show which step costs what (not part of `all`).
     SpliceCosts(Common),
+    /// Sync: clone a trace-sized MOU to an empty peer (direct and via a relay) vs raw automerge sync.
+    SyncClone(SyncArgs),
+    /// Sync: reconnect of 1,000 synced documents (nothing / 10 changed) vs raw sync of the big one.
+    SyncReconnect(SyncArgs),
+    /// Sync: the concurrent trace replayed by two organisations syncing at merges vs raw fork/merge.
+    SyncMerge(SyncArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct SyncArgs {
+    /// The trace (sync-merge: a concurrent trace).
+    trace: PathBuf,
+    /// Repetitions of each variant (interleaved); medians are reported.
+    #[arg(long, default_value_t = 5)]
+    rounds: usize,
+    /// sync-reconnect: number of documents in the partnership (incl. the trace one).
+    #[arg(long, default_value_t = 1_000)]
+    docs: usize,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -71,6 +93,14 @@ fn main() -> Result<()> {
     if cfg!(debug_assertions) {
         eprintln!("warning: accord-bench was built without --release; the numbers mean nothing");
     }
+    match &cli.command {
+        Command::SyncClone(a) => return sync_clone::run(&Trace::load(&a.trace)?, a.rounds),
+        Command::SyncReconnect(a) => {
+            return sync_reconnect::run(&Trace::load(&a.trace)?, a.docs, a.rounds);
+        }
+        Command::SyncMerge(a) => return sync_merge::run(&a.trace, a.rounds),
+        _ => {}
+    }
     let diagnose = matches!(cli.command, Command::SpliceCosts(_));
     let (common, which) = match cli.command {
         Command::PersistedReplay(c) => (c, [true, false, false]),
@@ -78,6 +108,9 @@ fn main() -> Result<()> {
         Command::Storage(c) => (c, [false, false, true]),
         Command::All(c) => (c, [true, true, true]),
         Command::SpliceCosts(c) => (c, [false, false, false]),
+        Command::SyncClone(_) | Command::SyncReconnect(_) | Command::SyncMerge(_) => {
+            unreachable!("handled above")
+        }
     };
     let trace = Trace::load(&common.trace)?;
     eprintln!(
@@ -121,5 +154,7 @@ fn main() -> Result<()> {
     Ok(())
 }
 
+#[cfg(test)]
+mod sync_tests;
 #[cfg(test)]
 mod tests;

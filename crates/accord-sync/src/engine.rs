@@ -784,11 +784,14 @@ impl Engine {
             return;
         };
         let Some(d) = slot.doc_mut() else {
-            // Not in memory: its new heads arrive via `Known`, and a later load sees the change.
+            // Not in memory: the replica already holds the change, so offering
+            // the document loads it (with the change) for each peer.
+            self.push_to_peers(doc);
             return;
         };
         if d.load_incremental(change).is_err() {
             slot.residency = Residency::Unloaded;
+            self.push_to_peers(doc);
             return;
         }
         slot.heads = d.get_heads();

@@ -1,0 +1,314 @@
+//! `sync-merge`: the concurrent trace replayed by two organisations. Each
+//! agent edits its own copy (its editor), exactly at the version the trace
+//! names. Where a transaction has parents the agent has not seen, the two
+//! sides sync first and the agent merges exactly those changes.
+//!
+//! - *raw* (the baseline): two bare Automerge documents; a merge applies
+//!   the missing changes taken from the other document (fork/merge).
+//! - *raw sync* (context): the same, plus two raw replicas kept in step
+//!   with `automerge::sync` at each merge point.
+//! - *accord*: two MOU editors, each feeding its new changes to its node's
+//!   engine (`Input::LocalChange`, one group per merge point, as
+//!   `LiveDocument` groups them); at each merge point the engines sync in
+//!   memory to quiescence before the agent merges. Both replicas must end
+//!   at `endContent`.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use accord_identity::OrgSecret;
+use accord_model::automerge::{
+    AutoCommit, ChangeHash, ObjId, ObjType, ROOT, sync::State, transaction::Transactable,
+};
+use accord_model::{DocId, new_document_actor};
+use accord_sync::{Input, PeerRole};
+use anyhow::{Context, Result, ensure};
+use serde::Deserialize;
+
+use crate::stats::ms;
+use crate::sync_net::{
+    Net, Peer, SEED_A, SEED_B, doc_id, fmt_spread, new_mou, purpose_obj, purpose_text, raw_sync,
+    roster_with,
+};
+
+#[derive(Deserialize, Clone, Debug)]
+pub struct Txn {
+    pub parents: Vec<usize>,
+    pub agent: usize,
+    pub patches: Vec<(usize, usize, String)>,
+}
+
+#[derive(Deserialize, Clone, Debug)]
+#[serde(rename_all = "camelCase")]
+pub struct Concurrent {
+    pub end_content: String,
+    pub txns: Vec<Txn>,
+}
+
+pub fn load(path: &Path) -> Result<Concurrent> {
+    use std::io::Read;
+    let raw = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let json = if raw.starts_with(&[0x1f, 0x8b]) {
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(raw.as_slice()).read_to_end(&mut out)?;
+        out
+    } else {
+        raw
+    };
+    let t: Concurrent = serde_json::from_slice(&json).context("parsing a concurrent trace")?;
+    ensure!(
+        t.txns.iter().all(|x| x.agent < 2),
+        "only two agents are supported"
+    );
+    Ok(t)
+}
+
+// One value per replay, never moved in a loop: boxing would buy nothing.
+#[allow(clippy::large_enum_variant)]
+enum Replicas {
+    None,
+    Raw {
+        docs: [AutoCommit; 2],
+        states: [State; 2],
+    },
+    Accord {
+        net: Net,
+        mou: DocId,
+    },
+}
+
+pub struct Outcome {
+    pub time: Duration,
+    pub syncs: usize,
+    pub bytes: u64,
+}
+
+/// Replays the trace; `editors` start identical (holding the text object `text`).
+fn replay(
+    t: &Concurrent,
+    mut editors: [AutoCommit; 2],
+    text: ObjId,
+    mut replicas: Replicas,
+) -> Result<Outcome> {
+    let n = t.txns.len();
+    let mut hashes: Vec<Option<ChangeHash>> = vec![None; n];
+    let mut included = [vec![false; n], vec![false; n]];
+    let mut sent: [Vec<ChangeHash>; 2] = [editors[0].get_heads(), editors[1].get_heads()];
+    let mut syncs = 0;
+    let mut bytes = 0u64;
+    let mut stack = Vec::new();
+    let start = Instant::now();
+    let mut sync = |editors: &mut [AutoCommit; 2],
+                    sent: &mut [Vec<ChangeHash>; 2],
+                    replicas: &mut Replicas|
+     -> Result<()> {
+        syncs += 1;
+        match replicas {
+            Replicas::None => {}
+            Replicas::Raw { docs, states } => {
+                for g in 0..2 {
+                    let group = editors[g].save_after(&sent[g]);
+                    sent[g] = editors[g].get_heads();
+                    docs[g].load_incremental(&group)?;
+                }
+                let [d0, d1] = docs;
+                let [s0, s1] = states;
+                bytes += raw_sync(d0, d1, s0, s1)?.bytes;
+            }
+            Replicas::Accord { net, mou } => {
+                for g in 0..2 {
+                    let group = editors[g].save_after(&sent[g]);
+                    sent[g] = editors[g].get_heads();
+                    if !group.is_empty() {
+                        // Durable in the replica first (the workspace's job), then told to the engine.
+                        if let Some(stored) = net.peers[g].store.docs.get_mut(mou) {
+                            stored.log.push(group.clone());
+                        }
+                        net.input(
+                            g,
+                            Input::LocalChange {
+                                doc: *mou,
+                                change: group,
+                            },
+                        );
+                    }
+                }
+                bytes += net.pump().bytes;
+            }
+        }
+        Ok(())
+    };
+    for (i, txn) in t.txns.iter().enumerate() {
+        let g = txn.agent;
+        // Every ancestor of the parents this agent has not seen yet.
+        let mut missing = Vec::new();
+        stack.extend(txn.parents.iter().copied());
+        while let Some(j) = stack.pop() {
+            if included[g][j] {
+                continue;
+            }
+            included[g][j] = true;
+            missing.push(j);
+            stack.extend(t.txns[j].parents.iter().copied());
+        }
+        if !missing.is_empty() {
+            sync(&mut editors, &mut sent, &mut replicas)?;
+            missing.sort_unstable();
+            let other = 1 - g;
+            let mut changes = Vec::with_capacity(missing.len());
+            for j in missing {
+                let h = hashes[j].context("parents come first")?;
+                changes.push(
+                    editors[other]
+                        .get_change_by_hash(&h)
+                        .context("the other agent has it")?,
+                );
+            }
+            editors[g].apply_changes(changes)?;
+        }
+        for (pos, del, ins) in &txn.patches {
+            editors[g].splice_text(&text, *pos, *del as isize, ins)?;
+        }
+        hashes[i] = editors[g].commit();
+        included[g][i] = true;
+    }
+    // Final exchange: both sides see everything.
+    sync(&mut editors, &mut sent, &mut replicas)?;
+    for g in 0..2 {
+        let other = 1 - g;
+        let mine = editors[g].get_heads();
+        let changes = editors[other].get_changes(&mine);
+        editors[g].apply_changes(changes)?;
+    }
+    let time = start.elapsed();
+    for e in &editors {
+        ensure!(
+            accord_model::automerge::ReadDoc::text(e, &text)? == t.end_content,
+            "an editor did not converge to endContent"
+        );
+    }
+    match &mut replicas {
+        Replicas::None => {}
+        Replicas::Raw { docs, .. } => {
+            for d in docs.iter() {
+                ensure!(accord_model::automerge::ReadDoc::text(d, &text)? == t.end_content);
+            }
+        }
+        Replicas::Accord { net, mou } => {
+            for (i, p) in net.peers.iter().enumerate() {
+                let got = purpose_text(&p.store.load(*mou)?)?;
+                ensure!(
+                    got == t.end_content,
+                    "replica {i} did not converge to endContent ({} of {} chars, {} log entries)",
+                    got.chars().count(),
+                    t.end_content.chars().count(),
+                    p.store.docs[mou].log.len()
+                );
+            }
+        }
+    }
+    Ok(Outcome { time, syncs, bytes })
+}
+
+fn actor(seed: [u8; 32], n: u8) -> accord_model::automerge::ActorId {
+    new_document_actor(&OrgSecret::from_seed(seed), [n; 8])
+}
+
+pub fn raw(t: &Concurrent, with_sync: bool) -> Result<Outcome> {
+    let mut base = AutoCommit::new().with_actor(actor(SEED_A, 1));
+    let text = base.put_object(ROOT, "text", ObjType::Text)?;
+    base.commit();
+    let b = base.fork().with_actor(actor(SEED_B, 1));
+    let replicas = if with_sync {
+        Replicas::Raw {
+            docs: [base.fork(), base.fork()],
+            states: [State::new(), State::new()],
+        }
+    } else {
+        Replicas::None
+    };
+    replay(t, [base, b], text, replicas)
+}
+
+pub fn accord(t: &Concurrent) -> Result<Outcome> {
+    let mou = doc_id(0);
+    let roster = roster_with(&[mou])?;
+    let p = roster.id();
+    let mut agreement = new_mou(&roster, mou, SEED_A, 1)?;
+    agreement.text_obj("purpose", &roster.view())?;
+    agreement.commit("", 1);
+    let coalesce = std::env::var_os("BENCH_NO_COALESCE").is_none();
+    let mut a = Peer::new(SEED_A, PeerRole::Node, coalesce);
+    let mut roster_doc = roster.doc().clone();
+    a.store.put(p.roster_doc(), p, "roster", &mut roster_doc);
+    a.store.put(mou, p, "mou", agreement.doc_mut());
+    a.restart();
+    let mut b = Peer::new(SEED_B, PeerRole::Node, coalesce);
+    b.handle(Input::Want { partnership: p });
+    let mut net = Net::new(vec![a, b]);
+    net.connect(1, 0);
+    net.pump();
+    let ea = agreement.doc().clone().with_actor(actor(SEED_A, 2));
+    let eb = net.peers[1].store.load(mou)?.with_actor(actor(SEED_B, 2));
+    let text = purpose_obj(&ea)?;
+    replay(t, [ea, eb], text, Replicas::Accord { net, mou })
+}
+
+pub fn run(path: &Path, rounds: usize) -> Result<()> {
+    let t = load(path)?;
+    eprintln!("{} txns", t.txns.len());
+    let (mut vs_raw, mut vs_sync) = (Vec::new(), Vec::new());
+    let mut last = None;
+    for round in 0..rounds.max(1) {
+        let mut out: [Option<Outcome>; 3] = [None, None, None];
+        for k in 0..3 {
+            let v = (round + k) % 3;
+            out[v] = Some(match v {
+                0 => raw(&t, false)?,
+                1 => raw(&t, true)?,
+                _ => accord(&t)?,
+            });
+        }
+        let [r, rs, a] = out.map(Option::unwrap);
+        let (x, y) = (
+            a.time.as_secs_f64() / r.time.as_secs_f64(),
+            a.time.as_secs_f64() / rs.time.as_secs_f64(),
+        );
+        eprintln!(
+            "round {}: raw {:.0} ms, raw+sync {:.0} ms ({} B), accord {:.0} ms ({} B, {} syncs): {x:.2}x raw, {y:.2}x raw+sync",
+            round + 1,
+            ms(r.time),
+            ms(rs.time),
+            rs.bytes,
+            ms(a.time),
+            a.bytes,
+            a.syncs
+        );
+        vs_raw.push(x);
+        vs_sync.push(y);
+        last = Some((r, rs, a));
+    }
+    let (_, rs, a) = last.unwrap();
+    let med = crate::sync_net::spread(&vs_raw).0;
+    println!(
+        "sync-merge ({} txns, {} merge points):",
+        t.txns.len(),
+        a.syncs
+    );
+    println!(
+        "  accord / raw fork-merge: {} (target <= 1.5x: {})",
+        fmt_spread(&vs_raw, "x"),
+        if med <= 1.5 { "PASS" } else { "FAIL" }
+    );
+    println!(
+        "  accord / raw fork-merge + raw automerge sync of two replicas: {} (context)",
+        fmt_spread(&vs_sync, "x")
+    );
+    println!(
+        "  bytes: accord {} B, raw sync {} B ({:.2}x)",
+        a.bytes,
+        rs.bytes,
+        a.bytes as f64 / rs.bytes.max(1) as f64
+    );
+    Ok(())
+}
