@@ -50,17 +50,7 @@ fn key_file_is_private() {
 fn partnership_roster_lists_lead_members_and_documents() {
     let (lead, doc_id) = partnership_with_mou();
     let partner = Org::init("CVS Wandsworth");
-    lead.ok(&[
-        "member",
-        "add",
-        "Sharing",
-        "--name",
-        "CVS Wandsworth",
-        "--key",
-        &partner.key(),
-        "--role",
-        "consultee",
-    ]);
+    lead.add_member("Sharing", "CVS Wandsworth", &partner, "consultee");
     let roster = lead.json(&["partnership", "show", "sharing our", "--json"]);
     let members = roster["members"].as_array().unwrap();
     assert_eq!(members.len(), 2);
@@ -244,20 +234,9 @@ fn doc_edit_applies_only_what_the_person_changed() {
         "Monthly meetings.",
     ]);
     let before = lead.doc("Memorandum");
-    let editor = script(
-        lead.data.parent().unwrap(),
-        "editor.sh",
-        r#"sed -i 's/We share what we learn./We share what we learn, openly./' "$1""#,
-    );
-    let out = lead
-        .command(&["doc", "edit", "Memorandum"])
-        .env("EDITOR", &editor)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    lead.edit_with_sed(
+        "Memorandum",
+        "s/We share what we learn./We share what we learn, openly./",
     );
     let after = lead.doc("Memorandum");
     assert_eq!(
@@ -373,17 +352,7 @@ fn names_and_ids_resolve_and_ambiguity_lists_candidates() {
 fn only_decision_makers_change_agreements_and_roster() {
     let (lead, _) = partnership_with_mou();
     let partner = Org::init("CVS Wandsworth");
-    lead.ok(&[
-        "member",
-        "add",
-        "Sharing",
-        "--name",
-        "CVS Wandsworth",
-        "--key",
-        &partner.key(),
-        "--role",
-        "consultee",
-    ]);
+    lead.add_member("Sharing", "CVS Wandsworth", &partner, "consultee");
     // The last decision maker cannot step down: nobody could change the roster again.
     let (_, err) = lead.fails(&[
         "member", "set-role", "Sharing", "Women", "--role", "informed",

@@ -83,6 +83,42 @@ impl Org {
             .to_owned()
     }
 
+    /// Adds `member` (another organisation's replica) to a partnership.
+    pub fn add_member(&self, partnership: &str, name: &str, member: &Org, role: &str) {
+        let key = member.key();
+        self.ok(&[
+            "member",
+            "add",
+            partnership,
+            "--name",
+            name,
+            "--key",
+            &key,
+            "--role",
+            role,
+        ]);
+    }
+
+    /// Runs `doc edit DOC` with an editor that applies a `sed` expression.
+    pub fn edit_with_sed(&self, doc: &str, sed: &str) -> Output {
+        let editor = script(
+            self.data.parent().expect("data has a parent"),
+            "editor.sh",
+            &format!("sed -i '{sed}' \"$1\""),
+        );
+        let out = self
+            .command(&["doc", "edit", doc])
+            .env("EDITOR", &editor)
+            .output()
+            .expect("run accord");
+        assert!(
+            out.status.success(),
+            "doc edit failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
     pub fn replica_file(&self) -> PathBuf {
         self.data.join("replica.redb")
     }

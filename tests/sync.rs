@@ -441,17 +441,7 @@ fn partnership_through_relay() -> Partnership {
     let dispute = new_doc("dispute", "Dispute process");
     a.ok(&["doc", "set", &mou, "purpose", "We work together."]);
     for (name, org) in [("Beta Centre", &b), ("Gamma CVS", &c)] {
-        a.ok(&[
-            "member",
-            "add",
-            "Sharing",
-            "--name",
-            name,
-            "--key",
-            &org.key(),
-            "--role",
-            "decision-maker",
-        ]);
+        a.add_member("Sharing", name, org, "decision-maker");
     }
     a.ok(&["peer", "add", &relay.url, "--key", &relay.key]);
     let invite = |member: &str| {
@@ -637,17 +627,7 @@ fn relay_killed_during_a_sync_loses_nothing_it_acknowledged() {
         .ok(&["doc", "new", "Sharing", "--kind", "mou", "--title", "MOU"])
         .trim()
         .to_owned();
-    a.ok(&[
-        "member",
-        "add",
-        "Sharing",
-        "--name",
-        "Beta Centre",
-        "--key",
-        &b.key(),
-        "--role",
-        "decision-maker",
-    ]);
+    a.add_member("Sharing", "Beta Centre", &b, "decision-maker");
     a.ok(&["peer", "add", &relay.url, "--key", &relay.key]);
     let code = a.ok(&["invite", "Sharing", "--member", "Beta"]);
     let code = code.lines().next().unwrap().trim().to_owned();
@@ -1067,21 +1047,7 @@ fn doc_edit_works_while_the_node_is_serving() {
     org.ok(&["doc", "new", "Sharing", "--kind", "mou", "--title", "MOU"]);
     org.ok(&["doc", "set", "MOU", "purpose", "One. Two."]);
     let (_node, _url) = serve(&org, "serving node");
-    let editor = crate::support::script(
-        org.data.parent().unwrap(),
-        "editor.sh",
-        r#"sed -i 's/One. Two./One. Two. Three./' "$1""#,
-    );
-    let out = org
-        .command(&["doc", "edit", "MOU"])
-        .env("EDITOR", &editor)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = org.edit_with_sed("MOU", "s/One. Two./One. Two. Three./");
     assert!(String::from_utf8_lossy(&out.stdout).contains("Applied 1 change"));
     assert_eq!(purpose(&org, "MOU"), "One. Two. Three.");
 }
