@@ -896,7 +896,7 @@ async fn raw_exchange(url: &str, payload: Vec<u8>) -> (Vec<Vec<u8>>, Ending) {
     (frames, ending)
 }
 
-/// The relay answered with an error frame (`A`, version 1, variant
+/// The relay answered with an error frame (`A`, the protocol version, variant
 /// `Error`), then closed.
 fn assert_error_frame(frames: &[Vec<u8>], how: &Ending, what: &str) {
     const ERROR_VARIANT: u8 = 6;
@@ -913,10 +913,18 @@ fn assert_error_frame(frames: &[Vec<u8>], how: &Ending, what: &str) {
         .find(|f| f.len() > 2 && f[2] == ERROR_VARIANT)
         .unwrap_or_else(|| panic!("after {what}, no error frame among {frames:?} ({how:?})"));
     assert_eq!(error[0], b'A', "magic byte of {error:?}");
-    assert_eq!(error[1], 1, "protocol version of {error:?}");
+    assert_eq!(
+        error[1],
+        accord_sync::wire::PROTOCOL_VERSION,
+        "protocol version of {error:?}"
+    );
     assert_eq!(error[3], 0, "error code (Protocol) of {error:?}");
     for frame in frames {
-        assert_eq!(&frame[..2], &[b'A', 1], "every frame starts with A, 1");
+        assert_eq!(
+            &frame[..2],
+            &[b'A', accord_sync::wire::PROTOCOL_VERSION],
+            "every frame starts with A and the protocol version"
+        );
     }
 }
 

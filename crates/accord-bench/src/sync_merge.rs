@@ -89,6 +89,7 @@ fn replay(
     mut editors: [AutoCommit; 2],
     text: ObjId,
     mut replicas: Replicas,
+    claim: Option<String>,
 ) -> Result<Outcome> {
     let n = t.txns.len();
     let mut hashes: Vec<Option<ChangeHash>> = vec![None; n];
@@ -121,14 +122,22 @@ fn replay(
                     sent[g] = editors[g].get_heads();
                     if !group.is_empty() {
                         // Durable in the replica first (the workspace's job), then told to the engine.
-                        if let Some(stored) = net.peers[g].store.docs.get_mut(mou) {
-                            stored.log.push(group.clone());
-                        }
+                        let heads = net.peers[g]
+                            .store
+                            .load(*mou)
+                            .map(|mut d| {
+                                d.load_incremental(&group).ok();
+                                d.get_heads()
+                            })
+                            .unwrap_or_default();
+                        let attestation =
+                            net.peers[g].store.append_local(*mou, group.clone(), &heads);
                         net.input(
                             g,
                             Input::LocalChange {
                                 doc: *mou,
                                 change: group,
+                                attestation,
                             },
                         );
                     }
@@ -169,7 +178,13 @@ fn replay(
         for (pos, del, ins) in &txn.patches {
             editors[g].splice_text(&text, *pos, *del as isize, ins)?;
         }
-        hashes[i] = editors[g].commit();
+        hashes[i] = match &claim {
+            Some(message) => editors[g].commit_with(
+                accord_model::automerge::transaction::CommitOptions::default()
+                    .with_message(message.clone()),
+            ),
+            None => editors[g].commit(),
+        };
         included[g][i] = true;
     }
     // Final exchange: both sides see everything.
@@ -227,7 +242,7 @@ pub fn raw(t: &Concurrent, with_sync: bool) -> Result<Outcome> {
     } else {
         Replicas::None
     };
-    replay(t, [base, b], text, replicas)
+    replay(t, [base, b], text, replicas, None)
 }
 
 pub fn accord(t: &Concurrent) -> Result<Outcome> {
@@ -251,7 +266,14 @@ pub fn accord(t: &Concurrent) -> Result<Outcome> {
     let ea = agreement.doc().clone().with_actor(actor(SEED_A, 2));
     let eb = net.peers[1].store.load(mou)?.with_actor(actor(SEED_B, 2));
     let text = purpose_obj(&ea)?;
-    replay(t, [ea, eb], text, Replicas::Accord { net, mou })
+    let claim = accord_model::trust::claim::with_claim("", &roster.view().heads);
+    replay(
+        t,
+        [ea, eb],
+        text,
+        Replicas::Accord { net, mou },
+        Some(claim),
+    )
 }
 
 pub fn run(path: &Path, rounds: usize) -> Result<()> {

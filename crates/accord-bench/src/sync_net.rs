@@ -10,6 +10,7 @@ use accord_model::automerge::{
     AutoCommit, ChangeHash, ObjId, ROOT, ReadDoc,
     sync::{Message, State, SyncDoc},
 };
+use accord_model::trust::Attestation;
 use accord_model::{Agreement, DocId, DocKind, PartnershipId, Role, Roster, new_document_actor};
 use accord_sync::{ConnId, Engine, EngineConfig, Input, Outputs, PeerRole, StorageWrite};
 use anyhow::{Context, Result, anyhow};
@@ -24,10 +25,14 @@ pub struct Stored {
     pub snapshot: Vec<u8>,
     pub log: Vec<Vec<u8>>,
     pub heads: Vec<ChangeHash>,
+    /// Attestations by id (encoded).
+    pub attestations: BTreeMap<[u8; 32], Vec<u8>>,
 }
 
 #[derive(Default, Debug)]
 pub struct Store {
+    /// The seed of the organisation that owns this store: it attests what `put` stores.
+    pub signer: Option<[u8; 32]>,
     pub docs: BTreeMap<DocId, Stored>,
     pub sync_states: BTreeMap<(DocId, OrgKey), Vec<u8>>,
 }
@@ -50,6 +55,7 @@ impl Store {
                         snapshot,
                         log: Vec::new(),
                         heads,
+                        attestations: BTreeMap::new(),
                     },
                 );
             }
@@ -68,6 +74,17 @@ impl Store {
             }
             StorageWrite::SyncState { doc, peer, state } => {
                 self.sync_states.insert((doc, peer), state);
+            }
+            StorageWrite::Attestations { doc, put, delete } => {
+                if let Some(stored) = self.docs.get_mut(&doc) {
+                    for key in delete {
+                        stored.attestations.remove(&key);
+                    }
+                    stored.attestations.extend(put);
+                }
+            }
+            StorageWrite::Refusal { doc, reason, .. } => {
+                panic!("the benchmark's own change to {doc} was refused: {reason}");
             }
         }
     }
@@ -93,6 +110,7 @@ impl Store {
                     .filter(|((d, _), _)| *d == doc)
                     .map(|((_, peer), s)| (*peer, s.clone()))
                     .collect(),
+                attestations: stored.attestations.values().cloned().collect(),
             },
             None => Input::LoadFailed {
                 doc,
@@ -103,6 +121,14 @@ impl Store {
 
     /// Puts a locally made document in the store (as `Workspace` would).
     pub fn put(&mut self, doc: DocId, partnership: PartnershipId, kind: &str, d: &mut AutoCommit) {
+        let heads = d.get_heads();
+        let attestations = self
+            .signer
+            .map(|seed| {
+                let a = Attestation::sign(&OrgSecret::from_seed(seed), doc, &heads);
+                [(a.id(), a.to_bytes())].into()
+            })
+            .unwrap_or_default();
         self.docs.insert(
             doc,
             Stored {
@@ -110,9 +136,22 @@ impl Store {
                 kind: kind.to_owned(),
                 snapshot: d.save(),
                 log: Vec::new(),
-                heads: d.get_heads(),
+                heads,
+                attestations,
             },
         );
+    }
+
+    /// Stores a local change group of `doc` and returns its attestation (encoded).
+    pub fn append_local(&mut self, doc: DocId, group: Vec<u8>, heads: &[ChangeHash]) -> Vec<u8> {
+        let seed = self.signer.expect("a store with an owner");
+        let a = Attestation::sign(&OrgSecret::from_seed(seed), doc, heads);
+        if let Some(stored) = self.docs.get_mut(&doc) {
+            stored.log.push(group);
+            stored.heads = heads.to_vec();
+            stored.attestations.insert(a.id(), a.to_bytes());
+        }
+        a.to_bytes()
     }
 }
 
@@ -133,7 +172,10 @@ impl Peer {
             role,
             coalesce,
             engine: Engine::new(OrgSecret::from_seed(seed), config(role, coalesce)),
-            store: Store::default(),
+            store: Store {
+                signer: Some(seed),
+                ..Store::default()
+            },
             loads: Vec::new(),
         }
     }
@@ -379,8 +421,9 @@ pub fn trace_mou(roster: &Roster, id: DocId, patches: &[Patch]) -> Result<Agreem
     let text = mou.text_obj("purpose", &roster.view())?;
     for (i, p) in patches.iter().enumerate() {
         mou.splice_text(&text, p.pos, p.del as isize, &p.ins)?;
-        let options =
-            accord_model::automerge::transaction::CommitOptions::default().with_time(i as i64);
+        let options = accord_model::automerge::transaction::CommitOptions::default()
+            .with_message(mou.claimed_message(""))
+            .with_time(i as i64);
         mou.doc_mut().commit_with(options);
     }
     Ok(mou)

@@ -52,6 +52,49 @@ pub enum Command {
     History {
         /// The agreement: its id, or the start of its title.
         doc: String,
+        /// Only changes by this organisation (name or fingerprint).
+        #[arg(long, value_name = "ORG")]
+        org: Option<String>,
+        #[command(flatten)]
+        output: JsonFlag,
+    },
+    /// Comment on a field of an agreement (decision makers and consultees).
+    Comment {
+        /// The agreement: its id, or the start of its title.
+        doc: String,
+        /// The field, as in `accord doc show` (e.g. purpose, milestones.2).
+        field: String,
+        /// What you want to say.
+        text: String,
+        /// The words you are commenting on, if only part of the text.
+        #[arg(long)]
+        quote: Option<String>,
+        #[command(flatten)]
+        output: JsonFlag,
+    },
+    /// List an agreement's comments, or resolve one.
+    Comments {
+        /// The agreement: its id, or the start of its title.
+        doc: String,
+        /// Mark this comment (its id) resolved.
+        #[arg(long, value_name = "ID")]
+        resolve: Option<String>,
+        #[command(flatten)]
+        output: JsonFlag,
+    },
+    /// Sign off the current version of an agreement for your organisation.
+    Sign {
+        /// The agreement: its id, or the start of its title.
+        doc: String,
+        #[arg(long, default_value = "We agree to this version.")]
+        statement: String,
+        #[command(flatten)]
+        output: JsonFlag,
+    },
+    /// Who has signed the current version of an agreement.
+    Status {
+        /// The agreement: its id, or the start of its title.
+        doc: String,
         #[command(flatten)]
         output: JsonFlag,
     },
@@ -196,6 +239,16 @@ pub enum MemberCommand {
         /// decision-maker (edits and signs), consultee (reads and comments) or informed (reads).
         #[arg(long, default_value = "consultee")]
         role: String,
+        #[command(flatten)]
+        output: JsonFlag,
+    },
+    /// Remove an organisation from a partnership. Its past work stays in
+    /// the history; its later changes are refused by every partner.
+    Remove {
+        /// The partnership: its id, or the start of its name.
+        partnership: String,
+        /// The member: its name, fingerprint or public key.
+        member: String,
         #[command(flatten)]
         output: JsonFlag,
     },

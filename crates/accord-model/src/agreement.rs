@@ -7,7 +7,7 @@
 
 use accord_identity::OrgKey;
 use automerge::{
-    ActorId, AutoCommit, ObjId, ObjType, ROOT, ReadDoc, ScalarValue, Value,
+    ActorId, AutoCommit, ChangeHash, ObjId, ObjType, ROOT, ReadDoc, ScalarValue, Value,
     transaction::Transactable,
 };
 use sha2::{Digest, Sha256};
@@ -25,6 +25,9 @@ pub struct Agreement {
     id: DocId,
     kind: DocKind,
     doc: AutoCommit,
+    /// The roster version edits are made under; every commit claims it
+    /// (see [`crate::trust::claim`]), and partners judge the change by it.
+    roster_heads: Vec<ChangeHash>,
 }
 
 impl Agreement {
@@ -44,7 +47,12 @@ impl Agreement {
         doc.put(&meta, "kind", kind.as_str())?;
         doc.put(&meta, "id", id.to_string())?;
         doc.put(&meta, "partnership", partnership.to_string())?;
-        let mut agreement = Self { id, kind, doc };
+        let mut agreement = Self {
+            id,
+            kind,
+            doc,
+            roster_heads: roster.heads.clone(),
+        };
         agreement.create_sections()?;
         agreement.set("title", title, roster)?;
         template::fill(&mut agreement, roster)?;
@@ -63,7 +71,24 @@ impl Agreement {
         let kind =
             scalar_str(&doc, &meta, "kind").ok_or_else(|| malformed("it has no kind".into()))?;
         let kind: DocKind = kind.parse()?;
-        Ok(Self { id, kind, doc })
+        Ok(Self {
+            id,
+            kind,
+            doc,
+            roster_heads: Vec::new(),
+        })
+    }
+
+    /// Makes later commits claim roster version `heads` (the roster the
+    /// editor's permissions were checked against).
+    pub fn under_roster(mut self, heads: &[ChangeHash]) -> Self {
+        self.roster_heads = heads.to_vec();
+        self
+    }
+
+    /// The commit message carrying this agreement's roster claim.
+    pub fn claimed_message(&self, message: &str) -> String {
+        crate::trust::claim::with_claim(message, &self.roster_heads)
     }
 
     pub fn id(&self) -> DocId {
@@ -87,7 +112,8 @@ impl Agreement {
     }
 
     pub fn commit(&mut self, message: &str, now: i64) -> Option<CommittedChange> {
-        commit(&mut self.doc, message, now)
+        let message = self.claimed_message(message);
+        commit(&mut self.doc, &message, now)
     }
 
     /// Sets a field to `value`. Text is changed with the smallest character

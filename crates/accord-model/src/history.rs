@@ -84,7 +84,10 @@ pub fn history(doc: &mut AutoCommit) -> Vec<HistoryEntry> {
                 org: OrgKey::from_actor_bytes(change.actor_id().to_bytes()),
                 actor: change.actor_id().to_hex_string(),
                 seq: change.seq(),
-                message: change.message().map(str::to_owned),
+                message: change
+                    .message()
+                    .map(|m| crate::trust::claim::human(m).to_owned())
+                    .filter(|m| !m.is_empty()),
                 fields: summarise(&patches),
             }
         })

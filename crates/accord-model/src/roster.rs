@@ -107,6 +107,9 @@ pub struct RosterView {
     pub creator: OrgKey,
     pub members: Vec<Member>,
     pub documents: Vec<CatalogueEntry>,
+    /// The roster version this view shows: what changes made under it claim.
+    #[serde(skip)]
+    pub heads: Vec<automerge::ChangeHash>,
 }
 
 impl RosterView {
@@ -166,6 +169,8 @@ impl RosterView {
 pub struct Roster {
     id: PartnershipId,
     doc: AutoCommit,
+    /// Kept current by every commit, so views carry their version.
+    heads: Vec<automerge::ChangeHash>,
 }
 
 impl Roster {
@@ -191,7 +196,11 @@ impl Roster {
         doc.put(&p, "created", now)?;
         doc.put_object(ROOT, "members", ObjType::Map)?;
         doc.put_object(ROOT, "documents", ObjType::Map)?;
-        let mut roster = Self { id, doc };
+        let mut roster = Self {
+            id,
+            doc,
+            heads: Vec::new(),
+        };
         roster.put_member(creator, creator_name, Role::DecisionMaker, true, now)?;
         let change = roster
             .commit(&format!("Created partnership {name:?}"), now)
@@ -205,7 +214,9 @@ impl Roster {
     /// Wraps a loaded document, checking that it is a roster whose id is
     /// the one derived from its recorded creator and nonce.
     pub fn from_doc(id: PartnershipId, doc: AutoCommit) -> Result<Self, ModelError> {
-        let roster = Self { id, doc };
+        let mut doc = doc;
+        let heads = doc.get_heads();
+        let roster = Self { id, doc, heads };
         let kind = roster.meta_str("accord", "kind");
         if kind.as_deref() != Some("roster") {
             return Err(malformed(format!("its kind is {kind:?}")));
@@ -247,6 +258,7 @@ impl Roster {
             creator: self.creator().unwrap_or(OrgKey::from_bytes([0; 32])),
             members: self.members(),
             documents: self.documents(),
+            heads: self.heads.clone(),
         }
     }
 
@@ -279,6 +291,24 @@ impl Roster {
         Ok(())
     }
 
+    /// Removes a member. Its past changes stay in every document's history,
+    /// attributed; changes it makes under a roster version without it are
+    /// refused everywhere (see [`crate::trust`]).
+    pub fn remove_member(&mut self, key: &OrgKey) -> Result<(), ModelError> {
+        self.member_obj(key)?;
+        let deciders = self
+            .members()
+            .into_iter()
+            .filter(|m| m.role == Role::DecisionMaker && &m.key != key)
+            .count();
+        if deciders == 0 {
+            return Err(ModelError::LastDecisionMaker);
+        }
+        let members = self.map_obj("members")?;
+        self.doc.delete(&members, key.to_hex())?;
+        Ok(())
+    }
+
     pub fn add_document(
         &mut self,
         id: DocId,
@@ -301,7 +331,9 @@ impl Roster {
     }
 
     pub fn commit(&mut self, message: &str, now: i64) -> Option<CommittedChange> {
-        commit(&mut self.doc, message, now)
+        let change = commit(&mut self.doc, message, now);
+        self.heads = self.doc.get_heads();
+        change
     }
 
     fn put_member(

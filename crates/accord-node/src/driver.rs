@@ -254,6 +254,7 @@ impl Driver {
                 partnership,
                 kind,
                 heads,
+                ..
             } => {
                 self.step(Input::Known {
                     doc,
@@ -262,8 +263,17 @@ impl Driver {
                     heads,
                 });
             }
-            Committed::Change { doc, change, heads } => {
-                self.step(Input::LocalChange { doc, change });
+            Committed::Change {
+                doc,
+                change,
+                heads,
+                attestation,
+            } => {
+                self.step(Input::LocalChange {
+                    doc,
+                    change,
+                    attestation,
+                });
                 // The new heads also reach the engine when the document is
                 // not in memory, so it still offers the change to peers.
                 let Some((partnership, kind)) = self.engine.document(doc) else {
@@ -360,6 +370,8 @@ impl Driver {
             | Event::InSync { conn, .. }
             | Event::Refused { conn, .. }
             | Event::PeerError { conn, .. }
+            | Event::ChangesRefused { conn, .. }
+            | Event::RefusedByPeer { conn, .. }
             | Event::Closed { conn } => Some(*conn),
             Event::DocumentUpdated { .. } => None,
         };
@@ -382,7 +394,7 @@ impl Driver {
     /// Loads a document for the engine, compacting a long change log first
     /// (documents that only ever receive changes would otherwise never be).
     fn load(&mut self, doc: DocId) -> Outputs {
-        let stored = match self.replica.load_document(doc.as_bytes()) {
+        let mut stored = match self.replica.load_document(doc.as_bytes()) {
             Ok(Some(stored)) => stored,
             Ok(None) => {
                 return self.engine.handle(
@@ -419,6 +431,7 @@ impl Driver {
                 Some((peer, state))
             })
             .collect();
+        let attestations = std::mem::take(&mut stored.attestations);
         let (snapshot, log) = compact_if_long(&self.replica, doc, stored);
         self.engine.handle(
             Input::Loaded {
@@ -426,6 +439,7 @@ impl Driver {
                 snapshot,
                 log,
                 sync_states,
+                attestations,
             },
             self.now(),
         )
@@ -488,6 +502,33 @@ fn add_write(batch: &mut WriteBatch, write: StorageWrite) {
         StorageWrite::SyncState { doc, peer, state } => {
             if let Err(e) = batch.put_sync_state(*doc.as_bytes(), *peer.as_bytes(), state) {
                 tracing::debug!(error = %e, "not keeping an oversized sync state");
+            }
+        }
+        StorageWrite::Attestations { doc, put, delete } => {
+            for key in delete {
+                batch.delete_attestation(*doc.as_bytes(), key);
+            }
+            for (key, record) in put {
+                if let Err(e) = batch.put_attestation(*doc.as_bytes(), key, record) {
+                    tracing::warn!(error = %e, %doc, "not keeping an oversized attestation");
+                }
+            }
+        }
+        StorageWrite::Refusal {
+            doc,
+            change,
+            author,
+            peer,
+            reason,
+        } => {
+            let record = accord_model::trust::RefusalRecord {
+                author,
+                peer,
+                reason,
+                at: accord_workspace::unix_now(),
+            };
+            if let Err(e) = batch.put_refusal(*doc.as_bytes(), change, record.to_bytes()) {
+                tracing::warn!(error = %e, %doc, "could not record a refusal");
             }
         }
     }

@@ -273,6 +273,10 @@ pub struct SyncReport {
     pub changes_received: u64,
     pub changes_sent: u64,
     pub bytes_sent: u64,
+    /// Why we refused changes the peer sent (they were not applied).
+    pub refused: Vec<String>,
+    /// Why the peer refused changes we sent.
+    pub refused_by_peer: Vec<String>,
 }
 
 /// Waits for the connection to `url` to report in-sync, or to fail.
@@ -281,6 +285,8 @@ async fn wait_for_sync(
     url: &str,
 ) -> Result<SyncReport, String> {
     let mut peer = None;
+    let mut refused = Vec::new();
+    let mut refused_by_peer = Vec::new();
     loop {
         let event = match events.recv().await {
             Ok(event) => event,
@@ -299,8 +305,12 @@ async fn wait_for_sync(
                     changes_received: stats.changes_received,
                     changes_sent: stats.changes_sent,
                     bytes_sent: stats.bytes_sent,
+                    refused,
+                    refused_by_peer,
                 });
             }
+            Event::ChangesRefused { reason, .. } => refused.push(reason),
+            Event::RefusedByPeer { reason, .. } => refused_by_peer.push(reason),
             Event::PeerError { message, .. } => return Err(format!("{url} refused: {message}")),
             Event::Refused { message, .. } => return Err(format!("{url}: {message}")),
             Event::Closed { .. } => {

@@ -6,8 +6,8 @@ use redb::{ReadableTable, Table, WriteTransaction};
 
 use crate::error::StoreError;
 use crate::tables::{
-    self, CHANGES, DOCUMENTS, DocRecord, MAX_HEADS, MAX_SYNC_STATE_BYTES, SETTINGS, SNAPSHOT_CHUNK,
-    SNAPSHOTS, SYNC_STATES,
+    self, ATTESTATIONS, CHANGES, DOCUMENTS, DocRecord, MAX_HEADS, MAX_RECORD_BYTES,
+    MAX_SYNC_STATE_BYTES, REFUSALS, SETTINGS, SNAPSHOT_CHUNK, SNAPSHOTS, SYNC_STATES,
 };
 use crate::{DocInfo, DocKey};
 
@@ -57,6 +57,20 @@ enum Op {
     PutSetting {
         key: String,
         value: Vec<u8>,
+    },
+    PutAttestation {
+        id: DocKey,
+        key: [u8; 32],
+        record: Vec<u8>,
+    },
+    DeleteAttestation {
+        id: DocKey,
+        key: [u8; 32],
+    },
+    PutRefusal {
+        id: DocKey,
+        change: [u8; 32],
+        record: Vec<u8>,
     },
     DeleteSetting {
         key: String,
@@ -178,6 +192,36 @@ impl WriteBatch {
         Ok(())
     }
 
+    /// Stores an attestation of document `id` under `key` (its id). Records
+    /// above [`MAX_RECORD_BYTES`](crate::MAX_RECORD_BYTES) are refused here.
+    pub fn put_attestation(
+        &mut self,
+        id: DocKey,
+        key: [u8; 32],
+        record: Vec<u8>,
+    ) -> Result<(), StoreError> {
+        check_record("attestation", &record)?;
+        self.push(record.len(), Op::PutAttestation { id, key, record });
+        Ok(())
+    }
+
+    /// Drops an attestation that a newer one of the same organisation covers.
+    pub fn delete_attestation(&mut self, id: DocKey, key: [u8; 32]) {
+        self.push(32, Op::DeleteAttestation { id, key });
+    }
+
+    /// Records that change `change` of document `id` was refused (for the audit).
+    pub fn put_refusal(
+        &mut self,
+        id: DocKey,
+        change: [u8; 32],
+        record: Vec<u8>,
+    ) -> Result<(), StoreError> {
+        check_record("refusal", &record)?;
+        self.push(record.len(), Op::PutRefusal { id, change, record });
+        Ok(())
+    }
+
     /// Sets a small setting (known peers, preferences of later features).
     pub fn put_setting(&mut self, key: &str, value: Vec<u8>) {
         self.push(
@@ -232,6 +276,17 @@ impl WriteBatch {
     }
 }
 
+fn check_record(what: &'static str, record: &[u8]) -> Result<(), StoreError> {
+    if record.len() > MAX_RECORD_BYTES {
+        return Err(StoreError::TooLarge {
+            what,
+            size: record.len(),
+            limit: MAX_RECORD_BYTES,
+        });
+    }
+    Ok(())
+}
+
 fn info_len(info: &DocInfo) -> usize {
     info.kind.len() + info.title.len()
 }
@@ -244,6 +299,8 @@ struct Tables<'txn> {
     changes: Table<'txn, (DocKey, u64), &'static [u8]>,
     settings: Table<'txn, &'static str, &'static [u8]>,
     sync_states: Table<'txn, (DocKey, [u8; 32]), &'static [u8]>,
+    attestations: Table<'txn, (DocKey, [u8; 32]), &'static [u8]>,
+    refusals: Table<'txn, (DocKey, [u8; 32]), &'static [u8]>,
 }
 
 impl<'txn> Tables<'txn> {
@@ -257,6 +314,10 @@ impl<'txn> Tables<'txn> {
             sync_states: txn
                 .open_table(SYNC_STATES)
                 .map_err(StoreError::redb(path))?,
+            attestations: txn
+                .open_table(ATTESTATIONS)
+                .map_err(StoreError::redb(path))?,
+            refusals: txn.open_table(REFUSALS).map_err(StoreError::redb(path))?,
         })
     }
 
@@ -285,6 +346,25 @@ impl<'txn> Tables<'txn> {
             Op::PutSetting { key, value } => {
                 self.settings
                     .insert(key.as_str(), value.as_slice())
+                    .map_err(StoreError::redb(self.path))?;
+                Ok(())
+            }
+            Op::PutAttestation { id, key, record } => {
+                self.existing(&id)?;
+                self.attestations
+                    .insert((id, key), record.as_slice())
+                    .map_err(StoreError::redb(self.path))?;
+                Ok(())
+            }
+            Op::DeleteAttestation { id, key } => {
+                self.attestations
+                    .remove((id, key))
+                    .map_err(StoreError::redb(self.path))?;
+                Ok(())
+            }
+            Op::PutRefusal { id, change, record } => {
+                self.refusals
+                    .insert((id, change), record.as_slice())
                     .map_err(StoreError::redb(self.path))?;
                 Ok(())
             }

@@ -271,5 +271,9 @@ fn create_data_tables(txn: &redb::WriteTransaction, path: &Path) -> Result<(), S
         .map_err(StoreError::redb(path))?;
     txn.open_table(tables::SYNC_STATES)
         .map_err(StoreError::redb(path))?;
+    txn.open_table(tables::ATTESTATIONS)
+        .map_err(StoreError::redb(path))?;
+    txn.open_table(tables::REFUSALS)
+        .map_err(StoreError::redb(path))?;
     Ok(())
 }

@@ -69,7 +69,7 @@ pub use batch::WriteBatch;
 pub use commit_queue::{CommitQueue, MAX_PENDING_BYTES, Ticket};
 pub use error::StoreError;
 pub use replica::{IndexEntry, Replica, StoredDocument};
-pub use tables::{MAX_HEADS, MAX_SYNC_STATE_BYTES, SCHEMA_VERSION};
+pub use tables::{MAX_HEADS, MAX_RECORD_BYTES, MAX_SYNC_STATE_BYTES, SCHEMA_VERSION};
 
 /// A document's raw 128-bit id; roster documents use their partnership's id.
 ///

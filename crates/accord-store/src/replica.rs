@@ -15,7 +15,8 @@ use crate::error::{StoreError, no_panic};
 use crate::key_file::{self, KEY_FILE};
 use crate::lock::FolderLock;
 use crate::tables::{
-    CHANGES, DOCUMENTS, DocRecord, MAX_SYNC_STATE_BYTES, SETTINGS, SNAPSHOTS, SYNC_STATES,
+    ATTESTATIONS, CHANGES, DOCUMENTS, DocRecord, MAX_RECORD_BYTES, MAX_SYNC_STATE_BYTES, REFUSALS,
+    SETTINGS, SNAPSHOTS, SYNC_STATES,
 };
 use crate::{DocInfo, DocKey};
 
@@ -43,7 +44,12 @@ pub struct StoredDocument {
     /// it, plus one per entry it appends, as `expected_next_seq` to
     /// [`WriteBatch::compact`], so that entries appended by others are never lost.
     pub next_seq: u64,
+    /// The document's attestations (opaque records, see `WriteBatch::put_attestation`).
+    pub attestations: Vec<Vec<u8>>,
 }
+
+/// A row of a per-document table: its 32-byte key and opaque value.
+pub type KeyedRecord = ([u8; 32], Vec<u8>);
 
 /// One row of [`Replica::document_index`]: what sync needs to know about a
 /// document without loading its snapshot or log.
@@ -226,7 +232,12 @@ impl Replica {
             let record = decode_record(path, value.value())?;
             let snapshot = read_snapshot(txn, path, *id)?;
             let changes = read_log(txn, path, *id)?;
+            let attestations = read_records(txn, path, ATTESTATIONS, *id)?
+                .into_iter()
+                .map(|(_, v)| v)
+                .collect();
             Ok(Some(StoredDocument {
+                attestations,
                 info: record.info,
                 snapshot,
                 changes,
@@ -260,6 +271,11 @@ impl Replica {
             }
             Ok(Some(value.value().to_vec()))
         })
+    }
+
+    /// The refusals recorded for document `doc`: (change hash, opaque record).
+    pub fn refusals(&self, doc: &DocKey) -> Result<Vec<KeyedRecord>, StoreError> {
+        self.read(|txn, path| read_records(txn, path, REFUSALS, *doc))
     }
 
     /// Applies `batch` in one durable write transaction: all of it or nothing.
@@ -388,6 +404,33 @@ fn read_log(txn: &ReadTransaction, path: &Path, id: DocKey) -> Result<Vec<Vec<u8
         .map(|entry| {
             let (_, value) = entry.map_err(StoreError::redb(path))?;
             Ok(value.value().to_vec())
+        })
+        .collect()
+}
+
+/// Every row of a (document, 32-byte key) table for one document. A table
+/// missing from an older replica reads as empty.
+fn read_records(
+    txn: &ReadTransaction,
+    path: &Path,
+    table: redb::TableDefinition<(DocKey, [u8; 32]), &[u8]>,
+    id: DocKey,
+) -> Result<Vec<KeyedRecord>, StoreError> {
+    let table = match txn.open_table(table) {
+        Ok(table) => table,
+        Err(TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+        Err(err) => return Err(StoreError::from_redb(path, err)),
+    };
+    let range = table
+        .range((id, [0u8; 32])..=(id, [0xffu8; 32]))
+        .map_err(StoreError::redb(path))?;
+    range
+        .map(|entry| {
+            let (key, value) = entry.map_err(StoreError::redb(path))?;
+            if value.value().len() > MAX_RECORD_BYTES {
+                return Err(StoreError::corrupt(path, "a record is larger than allowed"));
+            }
+            Ok((key.value().1, value.value().to_vec()))
         })
         .collect()
 }

@@ -32,6 +32,19 @@ pub(crate) const SETTINGS: TableDefinition<&str, &[u8]> = TableDefinition::new("
 pub(crate) const SYNC_STATES: TableDefinition<(DocKey, [u8; 32]), &[u8]> =
     TableDefinition::new("sync_states");
 
+/// Attestations (organisations' signatures over document heads), keyed by
+/// (document, attestation id); values are opaque to this crate. They are
+/// stored in the same transaction as the changes they cover.
+pub(crate) const ATTESTATIONS: TableDefinition<(DocKey, [u8; 32]), &[u8]> =
+    TableDefinition::new("attestations");
+/// Changes this replica refused, keyed by (document, change hash); values
+/// are opaque records for the audit. One row per refused change, however
+/// often a peer offers it again.
+pub(crate) const REFUSALS: TableDefinition<(DocKey, [u8; 32]), &[u8]> =
+    TableDefinition::new("refusals");
+/// Largest attestation or refusal record accepted.
+pub const MAX_RECORD_BYTES: usize = 16 * 1024;
+
 /// `meta` key: schema version, `u32` little-endian.
 pub(crate) const META_SCHEMA_VERSION: &str = "schema_version";
 /// `meta` key: organisation name, UTF-8.

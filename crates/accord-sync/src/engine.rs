@@ -8,9 +8,23 @@ use accord_model::{DocId, PartnershipId};
 use automerge::sync::{Message, State, SyncDoc};
 use automerge::{AutoCommit, ChangeHash};
 
+use accord_model::trust::{Attestation, RosterHistory};
+
 use crate::handshake::Session;
+use crate::provenance::{self, NotYet};
 use crate::registry::{DocSlot, Membership, Residency, digest};
 use crate::wire::{DocEntry, ErrorCode, Frame, MAX_TEXT, PeerRole, Reassembly, sync_frames};
+
+/// Most bytes of sync messages held per document while waiting for a roster version.
+const MAX_PARKED_BYTES: usize = 16 * 1024 * 1024;
+
+/// Changes a message added to a document: their count, and the changes
+/// themselves when they go to the log (a whole new document goes as a snapshot).
+#[derive(Default)]
+struct NewChanges {
+    count: u64,
+    changes: Vec<automerge::Change>,
+}
 
 /// A connection, named by the engine.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -63,11 +77,18 @@ pub enum Input {
         snapshot: Vec<u8>,
         log: Vec<Vec<u8>>,
         sync_states: Vec<(OrgKey, Vec<u8>)>,
+        /// The document's stored attestations (encoded).
+        attestations: Vec<Vec<u8>>,
     },
     /// The replica could not load a document.
     LoadFailed { doc: DocId, reason: String },
-    /// A local change, already durable in the replica.
-    LocalChange { doc: DocId, change: Vec<u8> },
+    /// A local change, already durable in the replica, with this
+    /// organisation's attestation of the document's new heads (encoded).
+    LocalChange {
+        doc: DocId,
+        change: Vec<u8>,
+        attestation: Vec<u8>,
+    },
     /// We joined a partnership whose roster we do not hold yet.
     Want { partnership: PartnershipId },
     /// Time passed (for handshake deadlines).
@@ -100,6 +121,21 @@ pub enum StorageWrite {
         peer: OrgKey,
         state: Vec<u8>,
     },
+    /// Attestations to store (id, encoded) and superseded ones to drop;
+    /// always after the write that stored the changes they cover.
+    Attestations {
+        doc: DocId,
+        put: Vec<([u8; 32], Vec<u8>)>,
+        delete: Vec<[u8; 32]>,
+    },
+    /// A change this replica refused, for the audit.
+    Refusal {
+        doc: DocId,
+        change: [u8; 32],
+        author: Option<OrgKey>,
+        peer: OrgKey,
+        reason: String,
+    },
 }
 
 /// What the application hears about.
@@ -123,6 +159,22 @@ pub enum Event {
         conn: ConnId,
         peer: OrgKey,
         stats: ConnStats,
+    },
+    /// Changes from a peer failed verification and were dropped; the
+    /// connection carries on.
+    ChangesRefused {
+        conn: ConnId,
+        doc: DocId,
+        peer: OrgKey,
+        changes: u64,
+        reason: String,
+    },
+    /// The peer refused changes we sent it.
+    RefusedByPeer {
+        conn: ConnId,
+        doc: DocId,
+        changes: u32,
+        reason: String,
     },
     /// We closed the connection, and told the peer why.
     Refused {
@@ -194,6 +246,8 @@ struct Conn {
     their_lists: BTreeMap<PartnershipId, Vec<DocEntry>>,
     /// Documents being synced on this connection; `None` until first used.
     docs: BTreeMap<DocId, Option<State>>,
+    /// Attestations already sent on this connection.
+    attested: BTreeSet<[u8; 32]>,
     reassembly: Option<Reassembly>,
     in_sync: bool,
     stats: ConnStats,
@@ -233,6 +287,9 @@ pub struct Engine {
     out: Outputs,
     /// Received sync messages per document, waiting for `Input::Flush`.
     inbound: BTreeMap<DocId, Vec<(ConnId, Vec<u8>)>>,
+    /// Each partnership's roster, readable at past versions, for judging
+    /// changes; dropped whenever the roster changes.
+    rosters: BTreeMap<PartnershipId, RosterHistory>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -267,6 +324,7 @@ impl Engine {
             now: 0,
             out: Outputs::default(),
             inbound: BTreeMap::new(),
+            rosters: BTreeMap::new(),
         }
     }
 
@@ -300,6 +358,7 @@ impl Engine {
             lists_sent: BTreeSet::new(),
             their_lists: BTreeMap::new(),
             docs: BTreeMap::new(),
+            attested: BTreeSet::new(),
             reassembly: None,
             in_sync: false,
             stats: ConnStats::default(),
@@ -331,9 +390,14 @@ impl Engine {
                 snapshot,
                 log,
                 sync_states,
-            } => self.on_loaded(doc, &snapshot, &log, sync_states),
+                attestations,
+            } => self.on_loaded(doc, &snapshot, &log, sync_states, &attestations),
             Input::LoadFailed { doc, reason } => self.on_load_failed(doc, &reason),
-            Input::LocalChange { doc, change } => self.on_local_change(doc, &change),
+            Input::LocalChange {
+                doc,
+                change,
+                attestation,
+            } => self.on_local_change(doc, &change, &attestation),
             Input::Want { partnership } => self.on_want(partnership),
             Input::Tick => self.on_tick(),
             Input::Flush => self.flush_inbound(),
@@ -413,6 +477,28 @@ impl Engine {
             }
             (Phase::Ready { .. }, Frame::Sync { doc, message }) => {
                 self.on_sync(id, DocId::from_bytes(doc), message)
+            }
+            (Phase::Ready { .. }, Frame::Attest { doc, attestations }) => {
+                self.on_attest(id, DocId::from_bytes(doc), attestations)
+            }
+            (
+                Phase::Ready { .. },
+                Frame::Refused {
+                    doc,
+                    changes,
+                    reason,
+                },
+            ) => {
+                let reason: String = reason.chars().take(MAX_TEXT).collect();
+                let doc = DocId::from_bytes(doc);
+                tracing::warn!(conn = id.0, %doc, changes, %reason, "the peer refused changes we sent");
+                self.out.events.push(Event::RefusedByPeer {
+                    conn: id,
+                    doc,
+                    changes,
+                    reason,
+                });
+                Ok(())
             }
             (
                 Phase::Ready { .. },
@@ -636,8 +722,12 @@ impl Engine {
                     Ok(Some((changes, heads))) => {
                         let (first, _) = messages[0];
                         let peer = self.peer_of(first);
+                        let new = NewChanges {
+                            count: changes.len() as u64,
+                            changes,
+                        };
                         if let Err((code, text)) =
-                            self.record_changes(first, doc, peer, &changes, heads)
+                            self.record_changes(first, doc, peer, &new, heads)
                         {
                             self.fail(first, code, text);
                         }
@@ -681,6 +771,20 @@ impl Engine {
             for chunk in message.changes.iter() {
                 changes.extend_from_slice(chunk);
             }
+        }
+        // Judge them together; anything short of "all accepted" falls back
+        // to one message at a time, which refuses precisely.
+        let combined = Message {
+            heads: Vec::new(),
+            need: Vec::new(),
+            have: Vec::new(),
+            changes: changes.clone().into(),
+            flags: None,
+            version: automerge::sync::MessageVersion::V1,
+        };
+        match self.screen(doc, &combined) {
+            Ok(Ok(screened)) if screened.refused.is_empty() && screened.keep.is_none() => {}
+            _ => return Err(()),
         }
         let Some(d) = self.docs.get_mut(&doc).and_then(DocSlot::doc_mut) else {
             return Err(());
@@ -726,10 +830,17 @@ impl Engine {
         snapshot: &[u8],
         log: &[Vec<u8>],
         states: Vec<(OrgKey, Vec<u8>)>,
+        attestations: &[Vec<u8>],
     ) {
         let Some(slot) = self.docs.get_mut(&doc) else {
             return;
         };
+        // Stored attestations were verified before they were stored.
+        slot.attestations.held = attestations
+            .iter()
+            .filter_map(|bytes| Attestation::from_bytes(bytes).ok())
+            .map(|a| (a.id(), a))
+            .collect();
         let loaded = catch_unwind(
             || -> std::result::Result<AutoCommit, automerge::AutomergeError> {
                 let mut d = AutoCommit::load(snapshot)?;
@@ -756,6 +867,7 @@ impl Engine {
         let waiting = std::mem::take(&mut slot.waiting);
         let partnership = slot.partnership;
         if doc == partnership.roster_doc() {
+            self.rosters.remove(&partnership);
             self.refresh_membership(partnership);
         }
         for (conn, message) in inbox {
@@ -779,10 +891,14 @@ impl Engine {
         }
     }
 
-    fn on_local_change(&mut self, doc: DocId, change: &[u8]) {
+    fn on_local_change(&mut self, doc: DocId, change: &[u8], attestation: &[u8]) {
         let Some(slot) = self.docs.get_mut(&doc) else {
             return;
         };
+        match Attestation::from_bytes(attestation) {
+            Ok(a) if a.doc == doc => slot.attestations.local(a),
+            _ => tracing::warn!(%doc, "a local change came without a valid attestation"),
+        }
         let Some(d) = slot.doc_mut() else {
             // Not in memory: the replica already holds the change, so offering
             // the document loads it (with the change) for each peer.
@@ -797,7 +913,7 @@ impl Engine {
         slot.heads = d.get_heads();
         let p = slot.partnership;
         if doc == p.roster_doc() {
-            self.refresh_membership(p);
+            self.roster_changed(p);
         }
         self.push_to_peers(doc);
     }
@@ -853,8 +969,27 @@ impl Engine {
             self.request_load(doc);
             return Ok(());
         }
+        if slot.parked.iter().any(|(c, _)| *c == id) {
+            // Keep this peer's messages for the document in order.
+            return self.park(id, doc, bytes);
+        }
+        let mut message = message;
+        let screened = match self.screen(doc, &message) {
+            Err(NotYet::Roster) => return self.park(id, doc, bytes),
+            Ok(Err(e)) => return refuse(ErrorCode::Protocol, e),
+            Ok(Ok(screened)) => screened,
+        };
+        if !screened.refused.is_empty() {
+            self.report_refusals(id, doc, peer, &screened.refused);
+        }
+        if let Some(keep) = screened.keep {
+            message.changes = keep.into();
+        }
         let mut state = self.take_state(id, doc, peer);
-        let Some(d) = self.docs.get_mut(&doc).and_then(DocSlot::doc_mut) else {
+        let Some(slot) = self.docs.get_mut(&doc) else {
+            return Ok(());
+        };
+        let Some(d) = slot.doc_mut() else {
             return Ok(());
         };
         let before = d.get_heads();
@@ -862,10 +997,20 @@ impl Engine {
             d.sync().receive_sync_message(&mut state, message)
         }));
         let after = d.get_heads();
-        let new_changes = if after != before {
-            d.get_changes(&before)
+        let new_changes = if after == before {
+            NewChanges::default()
+        } else if before.is_empty() {
+            // A whole document: only its size is needed (it is stored as a snapshot).
+            NewChanges {
+                count: d.get_changes_meta(&[]).len() as u64,
+                changes: Vec::new(),
+            }
         } else {
-            Vec::new()
+            let changes = d.get_changes(&before);
+            NewChanges {
+                count: changes.len() as u64,
+                changes,
+            }
         };
         if !matches!(applied, Ok(Ok(()))) {
             if let Some(slot) = self.docs.get_mut(&doc) {
@@ -877,7 +1022,7 @@ impl Engine {
             );
         }
         self.conn(id).docs.insert(doc, Some(state));
-        if !new_changes.is_empty() {
+        if new_changes.count > 0 {
             self.record_changes(id, doc, peer, &new_changes, after)?;
         }
         self.pump(id, doc);
@@ -891,7 +1036,7 @@ impl Engine {
         id: ConnId,
         doc: DocId,
         peer: OrgKey,
-        changes: &[automerge::Change],
+        new: &NewChanges,
         heads: Vec<ChangeHash>,
     ) -> Result {
         let Some(slot) = self.docs.get_mut(&doc) else {
@@ -925,15 +1070,16 @@ impl Engine {
             return Ok(());
         };
         slot.heads = heads.clone();
-        let write = if slot.stored {
-            let bytes: Vec<u8> = changes
+        let write = if slot.stored && !new.changes.is_empty() {
+            let bytes: Vec<u8> = new
+                .changes
                 .iter()
                 .flat_map(|c| c.raw_bytes().iter().copied())
                 .collect();
             StorageWrite::Append {
                 doc,
                 changes: bytes,
-                count: changes.len() as u64,
+                count: new.count,
                 heads,
             }
         } else {
@@ -948,7 +1094,8 @@ impl Engine {
             }
         };
         self.out.writes.push(write);
-        let count = changes.len() as u64;
+        self.settle_attestations(doc);
+        let count = new.count;
         let stats = &mut self.conn(id).stats;
         stats.changes_received += count;
         stats.documents_updated += 1;
@@ -960,9 +1107,197 @@ impl Engine {
         });
         if is_roster {
             self.wanted.remove(&p);
-            self.refresh_membership(p);
+            self.roster_changed(p);
         }
         self.push_to_peers(doc);
+        Ok(())
+    }
+
+    /// Stores the offered attestations that now cover held changes.
+    fn settle_attestations(&mut self, doc: DocId) {
+        let Some(slot) = self.docs.get_mut(&doc) else {
+            return;
+        };
+        let Residency::Loaded(d) = &mut slot.residency else {
+            return;
+        };
+        let (added, dropped) = slot.attestations.settle(d);
+        if added.is_empty() && dropped.is_empty() {
+            return;
+        }
+        self.out.writes.push(StorageWrite::Attestations {
+            doc,
+            put: added.iter().map(|a| (a.id(), a.to_bytes())).collect(),
+            delete: dropped,
+        });
+    }
+
+    /// Judges a message's changes for `doc` (see [`provenance`]).
+    fn screen(
+        &mut self,
+        doc: DocId,
+        message: &Message,
+    ) -> std::result::Result<std::result::Result<provenance::Screened, String>, NotYet> {
+        let Some(slot) = self.docs.get(&doc) else {
+            return Ok(Ok(provenance::Screened::default()));
+        };
+        let p = slot.partnership;
+        let owner = self
+            .partnerships
+            .get(&p)
+            .and_then(|m| m.notes.get(&doc).copied());
+        let Some(rule) = provenance::rule_for(&slot.kind, owner) else {
+            return Ok(Err(format!(
+                "document {doc} is not one this partnership lists"
+            )));
+        };
+        if rule != accord_model::trust::Rule::Roster && !self.rosters.contains_key(&p) {
+            let roster = self
+                .docs
+                .get_mut(&p.roster_doc())
+                .and_then(DocSlot::doc_mut)
+                .map(|d| RosterHistory::new(p, d.clone()));
+            match roster {
+                Some(roster) => {
+                    self.rosters.insert(p, roster);
+                }
+                None => return Err(NotYet::Roster),
+            }
+        }
+        let Some(slot) = self.docs.get_mut(&doc) else {
+            return Ok(Ok(provenance::Screened::default()));
+        };
+        let attestations = slot.attestations.all();
+        let Residency::Loaded(current) = &mut slot.residency else {
+            return Ok(Ok(provenance::Screened::default()));
+        };
+        provenance::screen(
+            p,
+            rule,
+            current,
+            message,
+            &attestations,
+            self.rosters.get_mut(&p),
+            &mut slot.pending,
+        )
+    }
+
+    /// Holds a message that names a roster version we lack, until the roster changes.
+    fn park(&mut self, id: ConnId, doc: DocId, bytes: Vec<u8>) -> Result {
+        let Some(slot) = self.docs.get_mut(&doc) else {
+            return Ok(());
+        };
+        let held: usize = slot.parked.iter().map(|(_, b)| b.len()).sum();
+        if held + bytes.len() > MAX_PARKED_BYTES {
+            return refuse(
+                ErrorCode::TooLarge,
+                format!(
+                    "too many changes for document {doc} wait for a roster version we do not have"
+                ),
+            );
+        }
+        tracing::debug!(conn = id.0, %doc, "holding changes until their roster version arrives");
+        slot.parked.push((id, bytes));
+        Ok(())
+    }
+
+    /// The roster changed: re-read membership, and judge the messages that waited for it.
+    fn roster_changed(&mut self, p: PartnershipId) {
+        self.rosters.remove(&p);
+        self.refresh_membership(p);
+        let docs: Vec<DocId> = self
+            .docs
+            .iter()
+            .filter(|(_, s)| s.partnership == p && !s.parked.is_empty())
+            .map(|(d, _)| *d)
+            .collect();
+        for doc in docs {
+            let parked = self
+                .docs
+                .get_mut(&doc)
+                .map(|s| std::mem::take(&mut s.parked))
+                .unwrap_or_default();
+            for (id, bytes) in parked {
+                if !self.conns.contains_key(&id) {
+                    continue;
+                }
+                if let Err((code, text)) = self.apply_message(id, doc, bytes) {
+                    self.fail(id, code, text);
+                }
+            }
+        }
+    }
+
+    /// Records, logs and reports refused changes; the sender hears why.
+    fn report_refusals(
+        &mut self,
+        id: ConnId,
+        doc: DocId,
+        peer: OrgKey,
+        refused: &[(ChangeHash, Option<OrgKey>, accord_model::trust::Refusal)],
+    ) {
+        let first = &refused[0].2;
+        let reason = format!(
+            "{} change(s) to document {doc} refused: {first}",
+            refused.len()
+        );
+        tracing::warn!(conn = id.0, peer = %peer.fingerprint(), %doc, refused = refused.len(), code = first.code(), "refused changes");
+        for (hash, author, why) in refused {
+            self.out.writes.push(StorageWrite::Refusal {
+                doc,
+                change: hash.0,
+                author: *author,
+                peer,
+                reason: why.code().to_owned(),
+            });
+        }
+        self.out.events.push(Event::ChangesRefused {
+            conn: id,
+            doc,
+            peer,
+            changes: refused.len() as u64,
+            reason: reason.clone(),
+        });
+        self.send(
+            id,
+            &Frame::Refused {
+                doc: *doc.as_bytes(),
+                changes: refused.len() as u32,
+                reason: reason.chars().take(MAX_TEXT).collect(),
+            },
+        );
+    }
+
+    fn on_attest(&mut self, id: ConnId, doc: DocId, list: Vec<serde_bytes::ByteBuf>) -> Result {
+        if list.len() > provenance::MAX_OFFERED {
+            return refuse(ErrorCode::TooLarge, "too many attestations in one frame");
+        }
+        let Some(slot) = self.docs.get_mut(&doc) else {
+            return Ok(());
+        };
+        if !self
+            .conns
+            .get(&id)
+            .is_some_and(|c| c.shared.contains(&slot.partnership))
+        {
+            return Ok(());
+        }
+        for bytes in list {
+            let attestation = Attestation::from_bytes(&bytes)
+                .map_err(|e| (ErrorCode::Protocol, e.to_string()))?;
+            if let Err(e) = slot.attestations.offer(doc, attestation) {
+                // A forged signature is the sender's doing: tell it, keep going.
+                tracing::warn!(conn = id.0, %doc, error = %e, "ignoring an invalid attestation");
+                self.out.events.push(Event::ChangesRefused {
+                    conn: id,
+                    doc,
+                    peer: self.peer_of(id),
+                    changes: 0,
+                    reason: format!("invalid attestation: {e}"),
+                });
+                return Ok(());
+            }
+        }
         Ok(())
     }
 
@@ -1017,11 +1352,49 @@ impl Engine {
         let message = d.sync().generate_sync_message(&mut state);
         self.conn(id).docs.insert(doc, Some(state));
         if let Some(message) = message {
+            if !message.changes.is_empty() {
+                self.send_attestations(id, doc);
+            }
             self.conn(id).stats.changes_sent += message.changes.len() as u64;
             for frame in sync_frames(*doc.as_bytes(), message.encode()) {
                 self.send(id, &frame);
             }
         }
+    }
+
+    /// Sends the peer the attestations of `doc` it has not had from us, so
+    /// they arrive before the changes they cover.
+    fn send_attestations(&mut self, id: ConnId, doc: DocId) {
+        let Some(slot) = self.docs.get(&doc) else {
+            return;
+        };
+        let sent = &self
+            .conns
+            .get(&id)
+            .map(|c| c.attested.clone())
+            .unwrap_or_default();
+        let fresh: Vec<([u8; 32], Vec<u8>)> = slot
+            .attestations
+            .held
+            .iter()
+            .filter(|(key, _)| !sent.contains(*key))
+            .map(|(key, a)| (*key, a.to_bytes()))
+            .collect();
+        if fresh.is_empty() {
+            return;
+        }
+        for batch in fresh.chunks(provenance::MAX_OFFERED) {
+            let frame = Frame::Attest {
+                doc: *doc.as_bytes(),
+                attestations: batch
+                    .iter()
+                    .map(|(_, b)| serde_bytes::ByteBuf::from(b.clone()))
+                    .collect(),
+            };
+            self.send(id, &frame);
+        }
+        let conn = self.conn(id);
+        conn.attested.extend(fresh.into_iter().map(|(k, _)| k));
     }
 
     /// The connection's sync state for `doc`, starting from the state saved
@@ -1223,13 +1596,14 @@ impl Engine {
         self.may_create(peer) && &peer == creator
     }
 
-    /// Whether `doc` belongs to `p` by the roster: the roster itself, or a catalogued document.
+    /// Whether `doc` belongs to `p` by the roster: the roster itself, a
+    /// catalogued agreement, or a member's notes.
     fn listed(&self, p: PartnershipId, doc: DocId) -> bool {
         doc == p.roster_doc()
             || self
                 .partnerships
                 .get(&p)
-                .is_some_and(|m| m.catalogue.contains(&doc))
+                .is_some_and(|m| m.catalogue.contains(&doc) || m.notes.contains_key(&doc))
     }
 
     fn digest(&self, p: PartnershipId) -> [u8; 32] {

@@ -28,6 +28,7 @@
 
 mod engine;
 mod handshake;
+mod provenance;
 mod registry;
 pub mod wire;
 

@@ -3,7 +3,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use accord_identity::OrgKey;
-use accord_model::{DocId, PartnershipId, Role, Roster};
+use accord_model::{DocId, Notes, PartnershipId, Role, Roster};
+
+use crate::provenance::Attestations;
 use automerge::sync::State;
 use automerge::{AutoCommit, ChangeHash};
 use sha2::{Digest, Sha256};
@@ -36,6 +38,13 @@ pub(crate) struct DocSlot {
     pub inbox: Vec<(ConnId, Vec<u8>)>,
     /// Connections to send a sync message to once loaded.
     pub waiting: BTreeSet<ConnId>,
+    /// Signed attestations held and offered for this document.
+    pub attestations: Attestations,
+    /// Sync messages that name a roster version we do not hold yet,
+    /// judged again when the roster changes.
+    pub parked: Vec<(ConnId, Vec<u8>)>,
+    /// Received changes that wait for dependencies we lack (see `provenance::screen`).
+    pub pending: Vec<automerge::Change>,
 }
 
 impl DocSlot {
@@ -49,6 +58,9 @@ impl DocSlot {
             saved_states: BTreeMap::new(),
             inbox: Vec::new(),
             waiting: BTreeSet::new(),
+            attestations: Attestations::default(),
+            parked: Vec::new(),
+            pending: Vec::new(),
         }
     }
 
@@ -76,6 +88,8 @@ pub(crate) struct Membership {
     pub creator: OrgKey,
     pub members: BTreeMap<OrgKey, Role>,
     pub catalogue: BTreeSet<DocId>,
+    /// Each member's notes document, by id, with its owner.
+    pub notes: BTreeMap<DocId, OrgKey>,
 }
 
 impl Membership {
@@ -87,6 +101,11 @@ impl Membership {
             creator: view.creator,
             members: view.members.iter().map(|m| (m.key, m.role)).collect(),
             catalogue: view.documents.iter().map(|d| d.id).collect(),
+            notes: view
+                .members
+                .iter()
+                .map(|m| (Notes::doc_id(id, &m.key), m.key))
+                .collect(),
         })
     }
 

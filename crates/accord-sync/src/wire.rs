@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 /// First byte of every frame, so stray bytes are recognised at once.
 pub const MAGIC: u8 = b'A';
 /// The protocol version this build speaks. Bumped on any incompatible change.
-pub const PROTOCOL_VERSION: u8 = 1;
+pub const PROTOCOL_VERSION: u8 = 2;
 /// Largest frame accepted or produced, in bytes.
 pub const MAX_FRAME: usize = 1024 * 1024;
 /// Largest slice of a sync message carried by one frame.
@@ -105,6 +105,19 @@ pub enum Frame {
     /// sends in reply came before this frame. Until it arrives we cannot
     /// tell "nothing to sync" from "still answering".
     SummaryDone,
+    /// Signed attestations for a document, sent before the sync frames
+    /// carrying the changes they cover (see `accord_model::trust`).
+    Attest {
+        doc: [u8; 16],
+        attestations: Vec<serde_bytes::ByteBuf>,
+    },
+    /// Some of the changes the receiver sent for `doc` were refused (not
+    /// applied, not stored, not forwarded); the connection carries on.
+    Refused {
+        doc: [u8; 16],
+        changes: u32,
+        reason: String,
+    },
 }
 
 /// Why bytes could not be read as a frame.
@@ -132,6 +145,8 @@ impl Frame {
             Frame::SyncPart { .. } => "sync-part",
             Frame::Error { .. } => "error",
             Frame::SummaryDone => "summary-done",
+            Frame::Attest { .. } => "attest",
+            Frame::Refused { .. } => "refused",
         }
     }
 
@@ -298,7 +313,7 @@ mod tests {
             role: PeerRole::Node,
         }
         .encode();
-        assert_eq!(&hello[..3], &[b'A', 1, 0]);
+        assert_eq!(&hello[..3], &[b'A', 2, 0]);
         assert_eq!(hello.len(), 2 + 1 + 32 + 32 + 1);
     }
 

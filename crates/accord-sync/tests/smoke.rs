@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use accord_identity::{OrgKey, OrgSecret};
+use accord_model::trust::Attestation;
 use accord_model::{Agreement, DocId, DocKind, Role, Roster, new_document_actor};
 use accord_sync::{ConnId, Engine, EngineConfig, Event, Input, Outputs, PeerRole, StorageWrite};
 use automerge::AutoCommit;
@@ -13,6 +14,9 @@ struct Store {
 }
 
 struct Node {
+    secret: OrgSecret,
+    /// Stored attestations per document (encoded).
+    attestations: BTreeMap<DocId, Vec<Vec<u8>>>,
     engine: Engine,
     store: Store,
     events: Vec<Event>,
@@ -25,6 +29,8 @@ impl Node {
             ..EngineConfig::default()
         };
         Self {
+            secret: OrgSecret::from_seed(secret.seed()),
+            attestations: BTreeMap::new(),
             engine: Engine::new(secret, config),
             store: Store::default(),
             events: Vec::new(),
@@ -52,7 +58,12 @@ impl Node {
                     StorageWrite::Append { doc, changes, .. } => {
                         self.store.docs.get_mut(&doc).unwrap().1.push(changes)
                     }
-                    StorageWrite::SyncState { .. } => {}
+                    StorageWrite::Attestations { doc, put, .. } => self
+                        .attestations
+                        .entry(doc)
+                        .or_default()
+                        .extend(put.into_iter().map(|(_, a)| a)),
+                    StorageWrite::SyncState { .. } | StorageWrite::Refusal { .. } => {}
                 }
             }
             frames.append(&mut out.send);
@@ -65,6 +76,7 @@ impl Node {
                     snapshot,
                     log,
                     sync_states: vec![],
+                    attestations: self.attestations.get(&doc).cloned().unwrap_or_default(),
                 },
                 now,
             );
@@ -86,6 +98,8 @@ impl Node {
         doc: &mut AutoCommit,
     ) {
         self.store.docs.insert(id, (doc.save(), Vec::new()));
+        let attestation = Attestation::sign(&self.secret, id, &doc.get_heads());
+        self.attestations.insert(id, vec![attestation.to_bytes()]);
         let out = self.engine.handle(
             Input::Known {
                 doc: id,

@@ -45,6 +45,8 @@ pub enum WorkspaceError {
         "this invite is for another organisation (fingerprint {fingerprint}); check `accord whoami` and ask for a new invite"
     )]
     InviteForSomeoneElse { fingerprint: String },
+    #[error("no comment {0:?} on this document: see `accord comment list DOC`")]
+    NoSuchComment(String),
     #[error("could not get randomness from the operating system: {0}")]
     Randomness(String),
 }

@@ -13,6 +13,7 @@ mod live;
 mod persist;
 mod resolve;
 mod settings;
+mod trust;
 mod workspace;
 
 pub use error::WorkspaceError;
@@ -20,6 +21,7 @@ pub use invite::Invite;
 pub use live::LiveDocument;
 pub use persist::{CommitListener, Committed, CompactionPolicy};
 pub use settings::{PeerConfig, normalise_url};
+pub use trust::{CommentView, MemberStatus, SignOffState};
 pub use workspace::{DocumentRef, OrgInfo, Workspace};
 
 /// Seconds since the Unix epoch from the system clock.

@@ -17,6 +17,7 @@
 
 use std::time::{Duration, Instant};
 
+use accord_identity::OrgSecret;
 use accord_model::automerge::transaction::CommitOptions;
 use accord_model::automerge::{ChangeHash, ObjId};
 use accord_model::{Agreement, RosterView};
@@ -41,6 +42,8 @@ const MIN_GROUP_INTERVAL: Duration = Duration::from_millis(5);
 
 pub struct LiveDocument {
     queue: CommitQueue,
+    /// Signs each group's attestation.
+    secret: OrgSecret,
     agreement: Agreement,
     roster: RosterView,
     counters: LogCounters,
@@ -64,6 +67,7 @@ struct Group {
 impl LiveDocument {
     pub(crate) fn new(
         queue: CommitQueue,
+        secret: OrgSecret,
         mut agreement: Agreement,
         roster: RosterView,
         counters: LogCounters,
@@ -72,6 +76,7 @@ impl LiveDocument {
         let after = agreement.doc_mut().get_heads();
         Self {
             queue,
+            secret,
             agreement,
             roster,
             counters,
@@ -109,7 +114,9 @@ impl LiveDocument {
         insert: &str,
     ) -> Result<Option<Ticket>, WorkspaceError> {
         self.agreement.splice_text(text, pos, delete, insert)?;
-        let options = CommitOptions::default().with_time(unix_now());
+        let options = CommitOptions::default()
+            .with_message(self.agreement.claimed_message(""))
+            .with_time(unix_now());
         Ok(self.committed(options, insert.len()))
     }
 
@@ -117,7 +124,7 @@ impl LiveDocument {
     /// grouped like keystrokes. Returns the ticket of its group.
     pub fn commit(&mut self, message: &str) -> Option<Ticket> {
         let options = CommitOptions::default()
-            .with_message(message.to_owned())
+            .with_message(self.agreement.claimed_message(message))
             .with_time(unix_now());
         self.committed(options, message.len())
     }
@@ -201,10 +208,11 @@ impl LiveDocument {
         tx
     }
 
-    fn submit_tx(&mut self, tx: Tx) -> Option<Ticket> {
+    fn submit_tx(&mut self, mut tx: Tx) -> Option<Ticket> {
         if tx.batch.is_empty() {
             return None;
         }
+        tx.seal(&self.secret);
         // `tx.committed` is not announced: a live document has no listener
         // (as before grouping).
         let ticket = self.queue.submit(tx.batch);

@@ -1,7 +1,9 @@
 //! Turning Automerge documents into store writes and back.
 
+use accord_identity::{OrgKey, OrgSecret};
 use accord_model::automerge::ChangeHash;
 use accord_model::automerge::{ActorId, AutoCommit};
+use accord_model::trust::Attestation;
 use accord_model::{CommittedChange, DocId, PartnershipId, load_document};
 use accord_store::{DocInfo, Replica, StoredDocument, WriteBatch};
 
@@ -17,12 +19,15 @@ pub enum Committed {
         partnership: PartnershipId,
         kind: String,
         heads: Vec<ChangeHash>,
+        /// This organisation's attestation of the new heads (encoded).
+        attestation: Vec<u8>,
     },
     /// A change made here to an existing document.
     Change {
         doc: DocId,
         change: Vec<u8>,
         heads: Vec<ChangeHash>,
+        attestation: Vec<u8>,
     },
 }
 
@@ -34,6 +39,49 @@ pub type CommitListener = std::sync::Arc<dyn Fn(&[Committed]) + Send + Sync>;
 pub struct Tx {
     pub batch: WriteBatch,
     pub committed: Vec<Committed>,
+    /// Documents and heads to attest when the batch is sealed.
+    to_attest: Vec<(DocId, Vec<ChangeHash>)>,
+}
+
+impl Tx {
+    /// Signs every local change of the batch: one attestation per document,
+    /// over its heads after the batch, stored in the same transaction as the
+    /// changes. Call it once, just before committing.
+    pub fn seal(&mut self, secret: &OrgSecret) {
+        for (doc, heads) in std::mem::take(&mut self.to_attest) {
+            let attestation = Attestation::sign(secret, doc, &heads);
+            let bytes = attestation.to_bytes();
+            if let Err(e) =
+                self.batch
+                    .put_attestation(*doc.as_bytes(), attestation.id(), bytes.clone())
+            {
+                tracing::error!(%doc, error = %e, "could not store an attestation");
+                continue;
+            }
+            for notice in self.committed.iter_mut() {
+                match notice {
+                    Committed::NewDocument {
+                        doc: d,
+                        attestation,
+                        ..
+                    }
+                    | Committed::Change {
+                        doc: d,
+                        attestation,
+                        ..
+                    } if *d == doc => attestation.clone_from(&bytes),
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    /// Asks [`seal`](Self::seal) to attest `doc` at `heads` (the last
+    /// request for a document wins: its heads cover the earlier ones).
+    fn attest(&mut self, doc: DocId, heads: Vec<ChangeHash>) {
+        self.to_attest.retain(|(d, _)| *d != doc);
+        self.to_attest.push((doc, heads));
+    }
 }
 
 impl std::ops::Deref for Tx {
@@ -78,7 +126,7 @@ impl CompactionPolicy {
 
 /// The counters the store keeps for one document, mirrored in memory by
 /// whoever holds the document open.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub(crate) struct LogCounters {
     pub snapshot_changes: u64,
     pub log_changes: u64,
@@ -87,15 +135,35 @@ pub(crate) struct LogCounters {
     /// value, so the store skips them (rather than lose data) when another
     /// writer appended to the document meanwhile.
     pub next_seq: u64,
+    /// This organisation's stored attestations of the document, by id. Each
+    /// new local attestation covers the whole document as this holder has
+    /// it, which includes everything these cover, so they are replaced.
+    own_attestations: Vec<[u8; 32]>,
 }
 
 impl LogCounters {
-    pub fn of(stored: &StoredDocument) -> Self {
+    pub fn of(stored: &StoredDocument, me: Option<OrgKey>) -> Self {
+        let own_attestations = stored
+            .attestations
+            .iter()
+            .filter_map(|bytes| Attestation::from_bytes(bytes).ok())
+            .filter(|a| Some(a.org) == me)
+            .map(|a| a.id())
+            .collect();
         Self {
             snapshot_changes: stored.snapshot_changes,
             log_changes: stored.log_changes,
             next_seq: stored.next_seq,
+            own_attestations,
         }
+    }
+
+    /// Replaces this organisation's attestations of `id` by one of `heads`.
+    fn reattest(&mut self, batch: &mut Tx, id: DocId, heads: &[ChangeHash]) {
+        for old in self.own_attestations.drain(..) {
+            batch.delete_attestation(*id.as_bytes(), old);
+        }
+        batch.attest(id, heads.to_vec());
     }
 
     /// Adds `change` and the document's new heads to `batch`, then a
@@ -133,7 +201,9 @@ impl LogCounters {
             doc: id,
             change: bytes.clone(),
             heads: heads.clone(),
+            attestation: Vec::new(),
         });
+        self.reattest(batch, id, &heads);
         batch.append_changes(*id.as_bytes(), bytes, count);
         self.log_changes += count;
         self.next_seq += 1;
@@ -163,7 +233,8 @@ pub(crate) fn load(
     let Some(stored) = replica.load_document(id.as_bytes())? else {
         return Ok(None);
     };
-    let counters = LogCounters::of(&stored);
+    let me = accord_identity::OrgKey::from_actor_bytes(actor.to_bytes());
+    let counters = LogCounters::of(&stored, me);
     let doc = load_document(&stored.snapshot, &stored.changes, actor).map_err(|e| {
         WorkspaceError::DamagedDocument {
             id: id.to_string(),
@@ -181,9 +252,11 @@ pub(crate) fn put_new(batch: &mut Tx, id: DocId, info: DocInfo, doc: &mut AutoCo
         partnership: PartnershipId::from_bytes(info.partnership),
         kind: info.kind.clone(),
         heads: heads.clone(),
+        attestation: Vec::new(),
     });
     batch.put_document(*id.as_bytes(), info, doc.save(), 1);
     batch.set_heads(*id.as_bytes(), heads.iter().map(|h| h.0).collect());
+    batch.attest(id, heads);
 }
 
 #[cfg(test)]

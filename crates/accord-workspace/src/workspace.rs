@@ -1,7 +1,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use accord_identity::{Fingerprint, OrgKey};
+use accord_identity::{Fingerprint, OrgKey, OrgSecret};
 use accord_model::automerge::{ActorId, ChangeHash};
 use accord_model::{
     Agreement, AgreementView, DocId, DocKind, HistoryEntry, ModelError, PartnershipId, Role,
@@ -44,8 +44,8 @@ pub struct DocumentRef {
 pub struct Workspace {
     replica: Arc<Replica>,
     /// Fresh per process: the org key plus a random suffix.
-    actor: ActorId,
-    policy: CompactionPolicy,
+    pub(crate) actor: ActorId,
+    pub(crate) policy: CompactionPolicy,
     listener: std::sync::RwLock<Option<CommitListener>>,
 }
 
@@ -84,7 +84,8 @@ impl Workspace {
     }
 
     /// Commits durably, then tells the listener.
-    fn finish(&self, tx: Tx) -> Result<(), WorkspaceError> {
+    pub(crate) fn finish(&self, mut tx: Tx) -> Result<(), WorkspaceError> {
+        tx.seal(self.replica.secret());
         self.replica.commit(tx.batch)?;
         let listener = self.listener.read().ok().and_then(|l| l.clone());
         if let Some(listener) = listener
@@ -185,7 +186,8 @@ impl Workspace {
         }
         let view = roster.view();
         for entry in &view.documents {
-            let (mut agreement, mut counters) = self.load_agreement(entry.id)?;
+            let (agreement, mut counters) = self.load_agreement(entry.id)?;
+            let mut agreement = agreement.under_roster(&view.heads);
             agreement.ensure_org_entries(&key)?;
             if let Some(change) = agreement.commit(&format!("Added entries for {name:?}"), now) {
                 counters.record(
@@ -356,7 +358,8 @@ impl Workspace {
         let (mut roster, mut roster_counters) = self.load_roster(doc.partnership)?;
         let view = roster.view();
         self.require_decision_maker(&view, "edit agreements")?;
-        let (mut agreement, mut counters) = self.load_agreement(doc.id)?;
+        let (agreement, mut counters) = self.load_agreement(doc.id)?;
+        let mut agreement = agreement.under_roster(&view.heads);
         let now = unix_now();
         let change = match base {
             None => {
@@ -372,7 +375,7 @@ impl Workspace {
                     .fork_at(base)
                     .map_err(ModelError::from)?
                     .with_actor(actor);
-                let mut fork = Agreement::from_doc(doc.id, forked)?;
+                let mut fork = Agreement::from_doc(doc.id, forked)?.under_roster(&view.heads);
                 edit(&mut fork, &view)?;
                 let change = fork.commit(message, now);
                 if let Some(change) = &change {
@@ -441,14 +444,15 @@ impl Workspace {
         let (agreement, counters) = self.load_agreement(doc.id)?;
         Ok(LiveDocument::new(
             self.replica.commit_queue(),
-            agreement,
+            OrgSecret::from_seed(self.replica.secret().seed()),
+            agreement.under_roster(&roster.heads),
             roster,
             counters,
             self.policy,
         ))
     }
 
-    fn edit_roster<F>(
+    pub(crate) fn edit_roster<F>(
         &self,
         partnership: &str,
         action: &str,
@@ -476,7 +480,7 @@ impl Workspace {
         Ok(roster.view())
     }
 
-    fn require_decision_maker(
+    pub(crate) fn require_decision_maker(
         &self,
         roster: &RosterView,
         action: &str,
@@ -493,13 +497,19 @@ impl Workspace {
         }
     }
 
-    fn load_roster(&self, id: PartnershipId) -> Result<(Roster, LogCounters), WorkspaceError> {
+    pub(crate) fn load_roster(
+        &self,
+        id: PartnershipId,
+    ) -> Result<(Roster, LogCounters), WorkspaceError> {
         let (_, doc, counters) = persist::load(&self.replica, id.roster_doc(), self.actor.clone())?
             .ok_or_else(|| WorkspaceError::NoSuchPartnership(id.to_string()))?;
         Ok((Roster::from_doc(id, doc)?, counters))
     }
 
-    fn load_agreement(&self, id: DocId) -> Result<(Agreement, LogCounters), WorkspaceError> {
+    pub(crate) fn load_agreement(
+        &self,
+        id: DocId,
+    ) -> Result<(Agreement, LogCounters), WorkspaceError> {
         let (_, doc, counters) = persist::load(&self.replica, id, self.actor.clone())?
             .ok_or_else(|| WorkspaceError::NoSuchDocument(id.to_string()))?;
         Ok((Agreement::from_doc(id, doc)?, counters))

@@ -17,10 +17,21 @@ struct HistoryLine<'a> {
     summary: String,
 }
 
-pub fn history(io: &mut Io<'_>, ws: &Workspace, doc: &str, json: bool) -> Result<()> {
+pub fn history(
+    io: &mut Io<'_>,
+    ws: &Workspace,
+    doc: &str,
+    org: Option<&str>,
+    json: bool,
+) -> Result<()> {
     let (doc, roster, entries) = ws.history(doc)?;
+    let only = match org {
+        Some(org) => Some(roster.resolve_member(org)?.key),
+        None => None,
+    };
     let lines: Vec<HistoryLine> = entries
         .iter()
+        .filter(|e| only.is_none() || e.org == only)
         .map(|entry| HistoryLine {
             entry,
             org_name: entry.org.map(|k| roster.display_name(&k)),

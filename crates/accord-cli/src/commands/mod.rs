@@ -10,6 +10,7 @@ mod history;
 mod net;
 mod partnership;
 mod setup;
+mod trust;
 mod walkthrough;
 
 use std::path::Path;
@@ -104,7 +105,27 @@ pub fn dispatch(ctx: &Ctx, command: Command, io: &mut Io<'_>) -> Result<()> {
         Command::Partnership(command) => partnership_command(io, ws, command),
         Command::Member(command) => member_command(io, ws, command),
         Command::Doc(command) => doc_command(io, ws, command),
-        Command::History { doc, output } => history::history(io, ws, &doc, output.json),
+        Command::History { doc, org, output } => {
+            history::history(io, ws, &doc, org.as_deref(), output.json)
+        }
+        Command::Comment {
+            doc,
+            field,
+            text,
+            quote,
+            output,
+        } => trust::comment(io, ws, &doc, &field, &text, quote.as_deref(), output.json),
+        Command::Comments {
+            doc,
+            resolve,
+            output,
+        } => trust::comments(io, ws, &doc, resolve.as_deref(), output.json),
+        Command::Sign {
+            doc,
+            statement,
+            output,
+        } => trust::sign(io, ws, &doc, &statement, output.json),
+        Command::Status { doc, output } => trust::status(io, ws, &doc, output.json),
         Command::Export {
             doc,
             format,
@@ -168,6 +189,11 @@ fn member_command(io: &mut Io<'_>, ws: &Workspace, command: MemberCommand) -> Re
             role,
             output,
         } => partnership::add_member(io, ws, &partnership, &name, &key, &role, output.json),
+        MemberCommand::Remove {
+            partnership,
+            member,
+            output,
+        } => trust::remove_member(io, ws, &partnership, &member, output.json),
         MemberCommand::SetRole {
             partnership,
             member,

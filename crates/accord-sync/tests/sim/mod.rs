@@ -14,6 +14,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use accord_identity::{OrgKey, OrgSecret};
+use accord_model::trust::Attestation;
 use accord_model::{
     Agreement, AgreementView, DocId, DocKind, PartnershipId, Role, Roster, RosterView,
     new_document_actor,
@@ -123,6 +124,8 @@ pub struct StoredDoc {
     pub log: Vec<Vec<u8>>,
     /// Heads as the last write recorded them.
     pub heads: Vec<ChangeHash>,
+    /// Attestations by id (encoded), as the replica's table keeps them.
+    pub attestations: BTreeMap<[u8; 32], Vec<u8>>,
 }
 
 /// Log entries a stored document may collect before it is compacted.
@@ -133,6 +136,8 @@ pub const COMPACT_AFTER: usize = 16;
 pub struct Store {
     pub docs: BTreeMap<DocId, StoredDoc>,
     pub sync_states: BTreeMap<(DocId, OrgKey), Vec<u8>>,
+    /// Changes refused, with the reason code.
+    pub refusals: Vec<(DocId, String)>,
     /// Reload each document after an engine write and compare its heads with the write's.
     pub verify_writes: bool,
 }
@@ -165,6 +170,7 @@ impl Store {
                         snapshot,
                         log: Vec::new(),
                         heads: heads.clone(),
+                        attestations: BTreeMap::new(),
                     },
                 );
                 self.check(doc, &heads)
@@ -189,6 +195,21 @@ impl Store {
             StorageWrite::SyncState { doc, peer, state } => {
                 self.sync_states.insert((doc, peer), state);
                 Ok(())
+            }
+            StorageWrite::Attestations { doc, put, delete } => {
+                let Some(stored) = self.docs.get_mut(&doc) else {
+                    return Err(format!("Attestations for {doc}, which is not stored"));
+                };
+                for key in delete {
+                    stored.attestations.remove(&key);
+                }
+                stored.attestations.extend(put);
+                Ok(())
+            }
+            StorageWrite::Refusal { doc, reason, .. } => {
+                // Every organisation here is honest: a refusal is a bug.
+                self.refusals.push((doc, reason.clone()));
+                Err(format!("an honest change to {doc} was refused: {reason}"))
             }
         }
     }
@@ -249,6 +270,7 @@ impl Store {
                     )
                     .map(|((_, peer), state)| (*peer, state.clone()))
                     .collect(),
+                attestations: stored.attestations.values().cloned().collect(),
             },
             None => Input::LoadFailed {
                 doc,
@@ -413,7 +435,7 @@ pub fn describe(input: &Input) -> String {
             bytes.len()
         ),
         Input::Loaded { doc, log, .. } => format!("Loaded {{ {doc}, {} log entries }}", log.len()),
-        Input::LocalChange { doc, change } => {
+        Input::LocalChange { doc, change, .. } => {
             format!("LocalChange {{ {doc}, {} bytes }}", change.len())
         }
         other => format!("{other:?}"),
@@ -430,6 +452,8 @@ pub fn frame_kind(frame: &Option<Frame>) -> &'static str {
         Some(Frame::SyncPart { .. }) => "SyncPart",
         Some(Frame::Error { .. }) => "Error",
         Some(Frame::SummaryDone) => "SummaryDone",
+        Some(Frame::Attest { .. }) => "Attest",
+        Some(Frame::Refused { .. }) => "Refused",
         None => "garbage",
     }
 }
@@ -601,6 +625,8 @@ impl Sim {
                     | Event::InSync { conn, .. }
                     | Event::Refused { conn, .. }
                     | Event::PeerError { conn, .. }
+                    | Event::ChangesRefused { conn, .. }
+                    | Event::RefusedByPeer { conn, .. }
                     | Event::Closed { conn } => Some(*conn),
                     Event::DocumentUpdated { .. } => None,
                 };
@@ -1105,6 +1131,7 @@ impl Sim {
         d: &mut AutoCommit,
     ) {
         let heads = d.get_heads();
+        let attestation = Attestation::sign(&self.nodes[n].secret(), doc, &heads);
         self.nodes[n].store.docs.insert(
             doc,
             StoredDoc {
@@ -1113,6 +1140,7 @@ impl Sim {
                 snapshot: d.save(),
                 log: Vec::new(),
                 heads: heads.clone(),
+                attestations: [(attestation.id(), attestation.to_bytes())].into(),
             },
         );
         self.input(
@@ -1128,14 +1156,30 @@ impl Sim {
 
     /// A local change, durable first, then given to the engine.
     pub fn commit_local(&mut self, n: usize, doc: DocId, change: Vec<u8>, heads: Vec<ChangeHash>) {
+        let attestation = Attestation::sign(&self.nodes[n].secret(), doc, &heads);
+        let me = self.nodes[n].key;
         let store = &mut self.nodes[n].store;
         let stored = store.docs.get_mut(&doc).expect("stored");
         stored.log.push(change.clone());
         stored.heads = heads.clone();
+        // The new attestation covers the whole document as stored here.
+        stored
+            .attestations
+            .retain(|_, bytes| Attestation::from_bytes(bytes).map_or(true, |a| a.org != me));
+        stored
+            .attestations
+            .insert(attestation.id(), attestation.to_bytes());
         let (p, kind) = (stored.partnership, stored.kind.clone());
         store.compact(doc);
         self.stats.edits += 1;
-        self.input(n, Input::LocalChange { doc, change });
+        self.input(
+            n,
+            Input::LocalChange {
+                doc,
+                change,
+                attestation: attestation.to_bytes(),
+            },
+        );
         self.input(
             n,
             Input::Known {
@@ -1153,7 +1197,11 @@ impl Sim {
             .store
             .load(doc)?
             .with_actor(self.nodes[n].actor(n));
-        Agreement::from_doc(doc, d).ok()
+        let p = self.nodes[n].store.docs.get(&doc)?.partnership;
+        let roster_heads = self.nodes[n].store.load(p.roster_doc())?.get_heads();
+        Agreement::from_doc(doc, d)
+            .ok()
+            .map(|a| a.under_roster(&roster_heads))
     }
 
     pub fn load_roster(&self, n: usize, p: PartnershipId) -> Option<Roster> {

@@ -1,0 +1,456 @@
+//! The acceptance rules. Every replica runs the same rules over the same
+//! hashed data, so honest replicas agree on every change.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use accord_identity::OrgKey;
+use automerge::{AutoCommit, Change, ChangeHash, ChangeMetadata};
+
+use super::{Attestation, claim};
+use crate::{PartnershipId, Role, Roster, RosterView};
+
+/// What the rules need to know about one change.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Candidate {
+    pub hash: ChangeHash,
+    pub deps: Vec<ChangeHash>,
+    /// The organisation its actor id names, if it names one.
+    pub org: Option<OrgKey>,
+    /// The roster version it claims to have been made under.
+    pub claim: Option<Vec<ChangeHash>>,
+}
+
+impl Candidate {
+    pub fn of_change(change: &Change) -> Self {
+        Self {
+            hash: change.hash(),
+            deps: change.deps().to_vec(),
+            org: OrgKey::from_actor_bytes(change.actor_id().to_bytes()),
+            claim: claim::parse(change.message()),
+        }
+    }
+
+    pub fn of_meta(meta: &ChangeMetadata<'_>) -> Self {
+        Self {
+            hash: meta.hash,
+            deps: meta.deps.clone(),
+            org: OrgKey::from_actor_bytes(meta.actor.to_bytes()),
+            claim: claim::parse(meta.message.as_deref()),
+        }
+    }
+}
+
+/// Who may write a kind of document.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rule {
+    /// The roster: decision makers, judged on the roster the change builds on.
+    Roster,
+    /// Agreement text: decision makers, judged on the roster version claimed.
+    Agreement,
+    /// One organisation's notes (comments, sign-offs): that organisation
+    /// alone, while a decision maker or consultee.
+    Notes { owner: OrgKey },
+}
+
+/// Why a change was refused. Shown to the sender and recorded for audit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// Its actor id names no organisation.
+    NoOrganisation,
+    /// No valid signature of its organisation covers it.
+    Unattested,
+    /// Its organisation was not a member of the partnership at the roster version that decides.
+    NotAMember,
+    /// Its organisation's role at that version does not allow this change.
+    NotEntitled(Role),
+    /// It writes to another organisation's notes.
+    NotOwner,
+    /// It names no roster version.
+    NoRosterClaim,
+    /// It claims a roster version older than one its own history has already seen.
+    StaleRoster,
+    /// It depends on a refused change.
+    DependsOnRefused,
+    /// A roster change that does not keep a valid roster created by the partnership's creator.
+    InvalidRoster,
+}
+
+impl Refusal {
+    /// A short stable name, for logs, counters and the audit.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Refusal::NoOrganisation => "no-organisation",
+            Refusal::Unattested => "unattested",
+            Refusal::NotAMember => "not-a-member",
+            Refusal::NotEntitled(_) => "not-entitled",
+            Refusal::NotOwner => "not-owner",
+            Refusal::NoRosterClaim => "no-roster-claim",
+            Refusal::StaleRoster => "stale-roster",
+            Refusal::DependsOnRefused => "depends-on-refused",
+            Refusal::InvalidRoster => "invalid-roster",
+        }
+    }
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Refusal::NoOrganisation => f.write_str("its author is not an organisation key"),
+            Refusal::Unattested => {
+                f.write_str("it carries no valid signature of the organisation that made it")
+            }
+            Refusal::NotAMember => {
+                f.write_str("its organisation was not a member of the partnership")
+            }
+            Refusal::NotEntitled(role) => write!(f, "a {role} may not make this change"),
+            Refusal::NotOwner => f.write_str("it writes another organisation's notes"),
+            Refusal::NoRosterClaim => f.write_str("it does not say which roster it was made under"),
+            Refusal::StaleRoster => {
+                f.write_str("it claims an older roster than the changes it builds on")
+            }
+            Refusal::DependsOnRefused => f.write_str("it builds on a refused change"),
+            Refusal::InvalidRoster => {
+                f.write_str("it would leave a roster not created by the partnership's creator")
+            }
+        }
+    }
+}
+
+/// A claimed roster version this replica does not hold yet: decide later.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UnknownRoster;
+
+/// The outcome for one batch of changes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Verdict {
+    pub accepted: BTreeSet<ChangeHash>,
+    pub refused: Vec<(ChangeHash, Option<OrgKey>, Refusal)>,
+    /// Changes whose dependencies this replica does not hold: neither
+    /// accepted nor refused; they are judged when they come again.
+    pub waiting: BTreeSet<ChangeHash>,
+}
+
+impl Verdict {
+    pub fn all_accepted(&self) -> bool {
+        self.refused.is_empty()
+    }
+}
+
+/// The roster of one partnership, readable at any version it holds.
+pub struct RosterHistory {
+    id: PartnershipId,
+    doc: AutoCommit,
+    views: HashMap<Vec<ChangeHash>, Option<RosterView>>,
+}
+
+impl RosterHistory {
+    pub fn new(id: PartnershipId, doc: AutoCommit) -> Self {
+        Self {
+            id,
+            doc,
+            views: HashMap::new(),
+        }
+    }
+
+    /// The roster as it was at `heads`, or `None` if it was not a valid roster then.
+    pub fn view_at(&mut self, heads: &[ChangeHash]) -> Result<Option<&RosterView>, UnknownRoster> {
+        let mut key = heads.to_vec();
+        key.sort();
+        if !self.views.contains_key(&key) {
+            let view = self.read_at(&key)?;
+            self.views.insert(key.clone(), view);
+        }
+        Ok(self.views.get(&key).and_then(Option::as_ref))
+    }
+
+    fn read_at(&mut self, heads: &[ChangeHash]) -> Result<Option<RosterView>, UnknownRoster> {
+        if heads
+            .iter()
+            .any(|h| self.doc.get_change_by_hash(h).is_none())
+        {
+            return Err(UnknownRoster);
+        }
+        let forked = self.doc.fork_at(heads).map_err(|_| UnknownRoster)?;
+        Ok(Roster::from_doc(self.id, forked).ok().map(|r| r.view()))
+    }
+
+    pub fn role_at(
+        &mut self,
+        heads: &[ChangeHash],
+        org: &OrgKey,
+    ) -> Result<Option<Role>, UnknownRoster> {
+        Ok(self
+            .view_at(heads)?
+            .and_then(|v| v.member(org))
+            .map(|m| m.role))
+    }
+
+    /// Whether roster version `newer` includes every change of `older`.
+    pub fn includes(
+        &mut self,
+        newer: &[ChangeHash],
+        older: &[ChangeHash],
+    ) -> Result<bool, UnknownRoster> {
+        if older.iter().all(|h| newer.contains(h)) {
+            return Ok(true);
+        }
+        if newer
+            .iter()
+            .any(|h| self.doc.get_change_by_hash(h).is_none())
+        {
+            return Err(UnknownRoster);
+        }
+        let past = self.doc.fork_at(newer).map_err(|_| UnknownRoster)?;
+        let mut past = past;
+        Ok(older.iter().all(|h| past.get_change_by_hash(h).is_some()))
+    }
+}
+
+/// Which candidates an attestation by their own organisation covers: an
+/// attestation vouches for its heads and, through the hash chain, for
+/// everything they depend on. `candidates` are the changes not yet applied;
+/// the walk stops at changes outside them.
+pub fn covered(candidates: &[Candidate], attestations: &[Attestation]) -> BTreeSet<ChangeHash> {
+    let by_hash: HashMap<ChangeHash, &Candidate> = candidates.iter().map(|c| (c.hash, c)).collect();
+    let mut by_org: BTreeMap<OrgKey, Vec<ChangeHash>> = BTreeMap::new();
+    for a in attestations {
+        by_org
+            .entry(a.org)
+            .or_default()
+            .extend(a.heads.iter().copied());
+    }
+    let mut out = BTreeSet::new();
+    for (org, heads) in by_org {
+        let mut seen = BTreeSet::new();
+        let mut stack: Vec<ChangeHash> = heads;
+        while let Some(h) = stack.pop() {
+            let Some(c) = by_hash.get(&h) else { continue };
+            if !seen.insert(h) {
+                continue;
+            }
+            if c.org == Some(org) {
+                out.insert(h);
+            }
+            stack.extend(c.deps.iter().copied());
+        }
+    }
+    out
+}
+
+/// Sorts `candidates` so every change comes after those of its
+/// dependencies that are also candidates.
+fn causal_order(candidates: &[Candidate]) -> Vec<&Candidate> {
+    let index: HashMap<ChangeHash, usize> = candidates
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.hash, i))
+        .collect();
+    let mut placed = vec![false; candidates.len()];
+    let mut out = Vec::with_capacity(candidates.len());
+    for start in 0..candidates.len() {
+        let mut stack = vec![(start, false)];
+        while let Some((i, expanded)) = stack.pop() {
+            if placed[i] {
+                continue;
+            }
+            if expanded {
+                placed[i] = true;
+                out.push(&candidates[i]);
+                continue;
+            }
+            stack.push((i, true));
+            for d in &candidates[i].deps {
+                if let Some(&j) = index.get(d)
+                    && !placed[j]
+                {
+                    stack.push((j, false));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Judges a batch of agreement or notes changes (`rule` must not be
+/// [`Rule::Roster`]). `attestations` must already be signature-checked and
+/// for this document. `applied` tells whether a change is already in the
+/// document (`Some`) and, if so, its claim, for the check that a claim never
+/// goes backwards.
+///
+/// Returns `Err(UnknownRoster)` when a claim names a roster version this
+/// replica does not have yet: nothing is decided, try again later.
+pub fn verify_batch(
+    rule: Rule,
+    candidates: &[Candidate],
+    attestations: &[Attestation],
+    roster: &mut RosterHistory,
+    applied: &mut dyn FnMut(&ChangeHash) -> Option<Option<Vec<ChangeHash>>>,
+) -> Result<Verdict, UnknownRoster> {
+    let attested = covered(candidates, attestations);
+    let mut verdict = Verdict::default();
+    let mut refused: BTreeSet<ChangeHash> = BTreeSet::new();
+    let claims: HashMap<ChangeHash, Option<&Vec<ChangeHash>>> = candidates
+        .iter()
+        .map(|c| (c.hash, c.claim.as_ref()))
+        .collect();
+    for c in causal_order(candidates) {
+        let waits = c.deps.iter().any(|d| {
+            verdict.waiting.contains(d) || (!claims.contains_key(d) && applied(d).is_none())
+        });
+        if waits {
+            verdict.waiting.insert(c.hash);
+            continue;
+        }
+        let outcome = if c.deps.iter().any(|d| refused.contains(d)) {
+            Err(Refusal::DependsOnRefused)
+        } else {
+            judge(rule, c, &attested, roster, &mut |h| match claims.get(h) {
+                Some(claim) => claim.cloned(),
+                None => applied(h).flatten(),
+            })?
+        };
+        match outcome {
+            Ok(()) => {
+                verdict.accepted.insert(c.hash);
+            }
+            Err(reason) => {
+                refused.insert(c.hash);
+                verdict.refused.push((c.hash, c.org, reason));
+            }
+        }
+    }
+    Ok(verdict)
+}
+
+fn judge(
+    rule: Rule,
+    c: &Candidate,
+    attested: &BTreeSet<ChangeHash>,
+    roster: &mut RosterHistory,
+    claim_of: &mut dyn FnMut(&ChangeHash) -> Option<Vec<ChangeHash>>,
+) -> Result<Result<(), Refusal>, UnknownRoster> {
+    let Some(org) = c.org else {
+        return Ok(Err(Refusal::NoOrganisation));
+    };
+    if !attested.contains(&c.hash) {
+        return Ok(Err(Refusal::Unattested));
+    }
+    if let Rule::Notes { owner } = rule
+        && owner != org
+    {
+        return Ok(Err(Refusal::NotOwner));
+    }
+    let Some(claim) = &c.claim else {
+        return Ok(Err(Refusal::NoRosterClaim));
+    };
+    for dep in &c.deps {
+        if let Some(older) = claim_of(dep)
+            && !roster.includes(claim, &older)?
+        {
+            return Ok(Err(Refusal::StaleRoster));
+        }
+    }
+    let allowed = match (rule, roster.role_at(claim, &org)?) {
+        (_, None) => return Ok(Err(Refusal::NotAMember)),
+        (_, Some(Role::DecisionMaker)) => true,
+        (Rule::Notes { .. }, Some(Role::Consultee)) => true,
+        (_, Some(_)) => false,
+    };
+    if allowed {
+        Ok(Ok(()))
+    } else {
+        let role = roster.role_at(claim, &org)?.unwrap_or(Role::Informed);
+        Ok(Err(Refusal::NotEntitled(role)))
+    }
+}
+
+/// Judges a batch of roster changes against `current` (the roster as this
+/// replica holds it; empty for a partnership not yet held). Each change is
+/// judged on the roster it depends on, so the batch is applied to a copy
+/// one change at a time. The first change of a roster must be its
+/// creator's, and must create a roster whose id matches the creator's key.
+pub fn verify_roster_batch(
+    id: PartnershipId,
+    current: &AutoCommit,
+    changes: &[Change],
+    attestations: &[Attestation],
+) -> Verdict {
+    let candidates: Vec<Candidate> = changes.iter().map(Candidate::of_change).collect();
+    let attested = covered(&candidates, attestations);
+    let by_hash: HashMap<ChangeHash, &Change> = changes.iter().map(|c| (c.hash(), c)).collect();
+    let mut scratch = current.clone();
+    let mut verdict = Verdict::default();
+    let mut refused: BTreeSet<ChangeHash> = BTreeSet::new();
+    for c in causal_order(&candidates) {
+        if c.deps
+            .iter()
+            .any(|d| scratch.get_change_by_hash(d).is_none() && !refused.contains(d))
+        {
+            verdict.waiting.insert(c.hash);
+            continue;
+        }
+        let outcome = if c.deps.iter().any(|d| refused.contains(d)) {
+            Err(Refusal::DependsOnRefused)
+        } else {
+            judge_roster_change(id, &mut scratch, c, &attested, by_hash[&c.hash])
+        };
+        match outcome {
+            Ok(()) => {
+                verdict.accepted.insert(c.hash);
+            }
+            Err(reason) => {
+                refused.insert(c.hash);
+                verdict.refused.push((c.hash, c.org, reason));
+            }
+        }
+    }
+    verdict
+}
+
+fn judge_roster_change(
+    id: PartnershipId,
+    scratch: &mut AutoCommit,
+    c: &Candidate,
+    attested: &BTreeSet<ChangeHash>,
+    change: &Change,
+) -> Result<(), Refusal> {
+    let org = c.org.ok_or(Refusal::NoOrganisation)?;
+    if !attested.contains(&c.hash) {
+        return Err(Refusal::Unattested);
+    }
+    {
+        let before = scratch
+            .fork_at(&c.deps)
+            .map_err(|_| Refusal::InvalidRoster)?;
+        let was_valid = Roster::from_doc(id, before).ok().map(|r| r.view());
+        match was_valid {
+            // The first change: only the creator, and only a valid roster.
+            None => {}
+            Some(view) => match view.member(&org).map(|m| m.role) {
+                None => return Err(Refusal::NotAMember),
+                Some(Role::DecisionMaker) => {}
+                Some(role) => return Err(Refusal::NotEntitled(role)),
+            },
+        }
+    }
+    let mut next = scratch.clone();
+    let applied = catch_unwind(AssertUnwindSafe(|| {
+        next.load_incremental(change.raw_bytes())
+    }));
+    if !matches!(applied, Ok(Ok(_))) {
+        return Err(Refusal::InvalidRoster);
+    }
+    {
+        let after = next
+            .fork_at(&[c.hash])
+            .map_err(|_| Refusal::InvalidRoster)?;
+        let roster = Roster::from_doc(id, after).map_err(|_| Refusal::InvalidRoster)?;
+        if c.deps.is_empty() && roster.creator().ok() != Some(org) {
+            return Err(Refusal::InvalidRoster);
+        }
+    }
+    *scratch = next;
+    Ok(())
+}

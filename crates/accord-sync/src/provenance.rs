@@ -1,0 +1,381 @@
+//! Verification before apply: the engine's gate between a peer's sync
+//! message and a document.
+//!
+//! A sync message's changes are decoded and judged by the rules in
+//! [`accord_model::trust`] before Automerge sees them. Accepted changes
+//! go on to Automerge; refused ones (and everything built on them) are
+//! dropped and reported; changes whose dependencies we lack wait for a
+//! later message. The message's negotiation part (heads, bloom filters) is
+//! kept, so the sync protocol carries on with what was accepted.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use accord_identity::OrgKey;
+use accord_model::trust::{
+    Attestation, Candidate, Refusal, RosterHistory, Rule, UnknownRoster, verify_batch,
+    verify_roster_batch,
+};
+use accord_model::{DocId, PartnershipId};
+use automerge::sync::Message;
+use automerge::{AutoCommit, Change, ChangeHash};
+
+/// Most attestations held for a document while waiting for their changes.
+pub(crate) const MAX_OFFERED: usize = 1024;
+
+const CHUNK_MAGIC: [u8; 4] = [0x85, 0x6f, 0x4a, 0x83];
+const CHUNK_DOCUMENT: u8 = 0;
+const CHUNK_CHANGE: u8 = 1;
+const CHUNK_COMPRESSED: u8 = 2;
+
+/// The changes a message carries, as they arrived.
+enum Source {
+    Changes(Vec<Change>),
+    /// A whole saved document (sent when we hold little or nothing).
+    Document(Box<AutoCommit>),
+}
+
+/// What to do with one message.
+#[derive(Default)]
+pub(crate) struct Screened {
+    pub refused: Vec<(ChangeHash, Option<OrgKey>, Refusal)>,
+    /// The accepted changes, when some were held back: replace the message's changes with these.
+    pub keep: Option<Vec<u8>>,
+}
+
+impl Screened {
+    fn clean() -> Self {
+        Self::default()
+    }
+}
+
+/// Why a message cannot be judged now.
+pub(crate) enum NotYet {
+    /// It names a roster version we do not hold yet.
+    Roster,
+}
+
+/// Which rule a document follows.
+pub(crate) fn rule_for(kind: &str, owner: Option<OrgKey>) -> Option<Rule> {
+    match kind {
+        "roster" => Some(Rule::Roster),
+        "notes" => owner.map(|owner| Rule::Notes { owner }),
+        _ => Some(Rule::Agreement),
+    }
+}
+
+/// Judges `message` for `doc` (currently `current`). `roster` is the
+/// partnership's roster history (absent while we hold no roster).
+/// `pending` holds changes from earlier messages that waited for their
+/// dependencies: they are judged again with this message's changes, and
+/// whatever still waits goes back there.
+pub(crate) fn screen(
+    p: PartnershipId,
+    rule: Rule,
+    current: &mut AutoCommit,
+    message: &Message,
+    attestations: &[Attestation],
+    roster: Option<&mut RosterHistory>,
+    pending: &mut Vec<Change>,
+) -> Result<Result<Screened, String>, NotYet> {
+    let source = match decode(message) {
+        Ok(source) => source,
+        Err(e) => return Ok(Err(e)),
+    };
+    let had_pending = !pending.is_empty();
+    let source = match (source, had_pending) {
+        (None, false) => return Ok(Ok(Screened::clean())),
+        (Some(source), false) => source,
+        (source, true) => {
+            let mut changes = match source {
+                Some(Source::Changes(c)) => c,
+                Some(Source::Document(mut d)) => d.get_changes(&[]),
+                None => Vec::new(),
+            };
+            let mut seen: BTreeSet<ChangeHash> = changes.iter().map(Change::hash).collect();
+            for c in pending.iter() {
+                if seen.insert(c.hash()) {
+                    changes.push(c.clone());
+                }
+            }
+            Source::Changes(changes)
+        }
+    };
+    let candidates = candidates(&source, current);
+    if candidates.is_empty() {
+        pending.clear();
+        return Ok(Ok(Screened::clean()));
+    }
+    let verdict = match rule {
+        Rule::Roster => {
+            let changes = match &source {
+                Source::Changes(c) => c.clone(),
+                Source::Document(d) => d.clone().get_changes(&[]),
+            };
+            let fresh: Vec<Change> = changes
+                .into_iter()
+                .filter(|c| current.get_change_meta_by_hash(&c.hash()).is_none())
+                .collect();
+            verify_roster_batch(p, current, &fresh, attestations)
+        }
+        _ => {
+            let Some(roster) = roster else {
+                return Err(NotYet::Roster);
+            };
+            let mut applied = |h: &ChangeHash| {
+                current
+                    .get_change_meta_by_hash(h)
+                    .map(|m| accord_model::trust::claim::parse(m.message.as_deref()))
+            };
+            verify_batch(rule, &candidates, attestations, roster, &mut applied)
+                .map_err(|UnknownRoster| NotYet::Roster)?
+        }
+    };
+    if verdict.refused.is_empty() && verdict.waiting.is_empty() && !had_pending {
+        return Ok(Ok(Screened::default()));
+    }
+    let (keep, waiting) = split_accepted(source, &candidates, &verdict.accepted, &verdict.waiting);
+    *pending = bounded(waiting);
+    Ok(Ok(Screened {
+        refused: verdict.refused,
+        keep: Some(keep),
+    }))
+}
+
+/// Most bytes of changes kept waiting for their dependencies, per document.
+const MAX_PENDING_BYTES: usize = 8 * 1024 * 1024;
+
+fn bounded(mut changes: Vec<Change>) -> Vec<Change> {
+    let mut total = 0;
+    changes.retain(|c| {
+        total += c.raw_bytes().len();
+        total <= MAX_PENDING_BYTES
+    });
+    changes
+}
+
+/// The changes of the message, or `None` when it carries none.
+fn decode(message: &Message) -> Result<Option<Source>, String> {
+    let mut changes = Vec::new();
+    let mut document = None;
+    for chunk in message.changes.iter() {
+        let mut rest: &[u8] = chunk;
+        while !rest.is_empty() {
+            let (kind, len) = chunk_header(rest)?;
+            let (bytes, tail) = rest.split_at(len);
+            rest = tail;
+            match kind {
+                CHUNK_CHANGE | CHUNK_COMPRESSED => changes.push(
+                    Change::from_bytes(bytes.to_vec())
+                        .map_err(|e| format!("malformed change: {e}"))?,
+                ),
+                CHUNK_DOCUMENT if document.is_none() => {
+                    let loaded = catch_unwind(AssertUnwindSafe(|| AutoCommit::load(bytes)));
+                    match loaded {
+                        Ok(Ok(doc)) => document = Some(Box::new(doc)),
+                        _ => return Err("malformed document in a sync message".to_owned()),
+                    }
+                }
+                other => return Err(format!("unsupported chunk type {other} in a sync message")),
+            }
+        }
+    }
+    match (document, changes.is_empty()) {
+        (None, true) => Ok(None),
+        (None, false) => Ok(Some(Source::Changes(changes))),
+        (Some(doc), true) => Ok(Some(Source::Document(doc))),
+        (Some(_), false) => Err("a sync message mixes a document with changes".to_owned()),
+    }
+}
+
+/// Reads an Automerge chunk header: magic, checksum, type, LEB128 length.
+/// Returns the type and the chunk's whole length (header included).
+fn chunk_header(bytes: &[u8]) -> Result<(u8, usize), String> {
+    let bad = || "malformed chunk in a sync message".to_owned();
+    if bytes.len() < 9 || bytes[..4] != CHUNK_MAGIC {
+        return Err(bad());
+    }
+    let kind = bytes[8];
+    let mut len: u64 = 0;
+    let mut shift = 0;
+    let mut at = 9;
+    loop {
+        let b = *bytes.get(at).ok_or_else(bad)?;
+        at += 1;
+        len |= u64::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            break;
+        }
+        shift += 7;
+        if shift > 56 {
+            return Err(bad());
+        }
+    }
+    let total = usize::try_from(len)
+        .ok()
+        .and_then(|l| l.checked_add(at))
+        .filter(|&t| t <= bytes.len())
+        .ok_or_else(bad)?;
+    Ok((kind, total))
+}
+
+/// The candidates for judgement: the changes we do not hold yet.
+fn candidates(source: &Source, current: &mut AutoCommit) -> Vec<Candidate> {
+    let all: Vec<Candidate> = match source {
+        Source::Changes(changes) => changes.iter().map(Candidate::of_change).collect(),
+        Source::Document(doc) => {
+            let mut doc = doc.clone();
+            doc.get_changes_meta(&[])
+                .iter()
+                .map(Candidate::of_meta)
+                .collect()
+        }
+    };
+    if current.get_heads().is_empty() {
+        return all;
+    }
+    all.into_iter()
+        .filter(|c| current.get_change_meta_by_hash(&c.hash).is_none())
+        .collect()
+}
+
+/// The raw bytes of the accepted changes (in the candidates' order), and
+/// the changes that wait for their dependencies.
+fn split_accepted(
+    source: Source,
+    candidates: &[Candidate],
+    accepted: &BTreeSet<ChangeHash>,
+    waiting: &BTreeSet<ChangeHash>,
+) -> (Vec<u8>, Vec<Change>) {
+    let mut changes: HashMap<ChangeHash, Change> = match source {
+        Source::Changes(changes) => changes.into_iter().map(|c| (c.hash(), c)).collect(),
+        Source::Document(mut doc) => candidates
+            .iter()
+            .filter(|c| accepted.contains(&c.hash) || waiting.contains(&c.hash))
+            .filter_map(|c| doc.get_change_by_hash(&c.hash).map(|ch| (c.hash, ch)))
+            .collect(),
+    };
+    let mut out = Vec::new();
+    let mut waits = Vec::new();
+    for c in candidates {
+        if accepted.contains(&c.hash) {
+            if let Some(change) = changes.get(&c.hash) {
+                out.extend_from_slice(change.raw_bytes());
+            }
+        } else if waiting.contains(&c.hash)
+            && let Some(change) = changes.remove(&c.hash)
+        {
+            waits.push(change);
+        }
+    }
+    (out, waits)
+}
+
+/// A document's attestations as the engine holds them: stored ones, and
+/// ones offered by peers that wait for their changes.
+#[derive(Debug, Default)]
+pub(crate) struct Attestations {
+    pub held: BTreeMap<[u8; 32], Attestation>,
+    pub offered: BTreeMap<[u8; 32], Attestation>,
+}
+
+impl Attestations {
+    pub fn all(&self) -> Vec<Attestation> {
+        self.held
+            .values()
+            .chain(self.offered.values())
+            .cloned()
+            .collect()
+    }
+
+    /// Takes a peer's attestation for `doc` after checking its signature.
+    pub fn offer(&mut self, doc: DocId, attestation: Attestation) -> Result<(), String> {
+        if attestation.doc != doc {
+            return Err("an attestation for another document".to_owned());
+        }
+        let id = attestation.id();
+        if self.held.contains_key(&id) || self.offered.contains_key(&id) {
+            return Ok(());
+        }
+        attestation.verify().map_err(|e| e.to_string())?;
+        if self.offered.len() >= MAX_OFFERED
+            && let Some(oldest) = self.offered.keys().next().copied()
+        {
+            self.offered.remove(&oldest);
+        }
+        self.offered.insert(id, attestation);
+        Ok(())
+    }
+
+    /// Moves offered attestations whose heads `doc` now holds into `held`,
+    /// dropping held ones of the same organisation that they supersede.
+    /// Returns what to store and what to delete.
+    pub fn settle(&mut self, doc: &mut AutoCommit) -> (Vec<Attestation>, Vec<[u8; 32]>) {
+        let ready: Vec<[u8; 32]> = self
+            .offered
+            .iter()
+            .filter(|(_, a)| {
+                a.heads
+                    .iter()
+                    .all(|h| doc.get_change_meta_by_hash(h).is_some())
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        let mut added = Vec::new();
+        let mut dropped = Vec::new();
+        for id in ready {
+            let Some(a) = self.offered.remove(&id) else {
+                continue;
+            };
+            for (old_id, old) in &self.held {
+                if old.org == a.org && superseded(doc, &old.heads, &a.heads) {
+                    dropped.push(*old_id);
+                }
+            }
+            for old in &dropped {
+                self.held.remove(old);
+            }
+            self.held.insert(id, a.clone());
+            added.push(a);
+        }
+        (added, dropped)
+    }
+
+    /// A local attestation covers the whole document as this replica holds
+    /// it: it replaces every earlier attestation of the same organisation.
+    pub fn local(&mut self, attestation: Attestation) {
+        self.held.retain(|_, a| a.org != attestation.org);
+        self.held.insert(attestation.id(), attestation);
+    }
+}
+
+/// Whether every head of `old` is in the causal past of `new`, found by a
+/// walk back from `new` of at most [`SUPERSEDE_WALK`] changes: enough for
+/// one organisation's successive commit groups, the case that matters.
+/// Anything less obvious is kept (an extra attestation costs a little space).
+fn superseded(doc: &mut AutoCommit, old: &[ChangeHash], new: &[ChangeHash]) -> bool {
+    let mut missing: BTreeSet<ChangeHash> = old.iter().copied().collect();
+    if old.iter().any(|h| new.contains(h)) {
+        return false;
+    }
+    let mut seen: BTreeSet<ChangeHash> = BTreeSet::new();
+    let mut stack: Vec<ChangeHash> = new.to_vec();
+    while let Some(h) = stack.pop() {
+        if seen.len() >= SUPERSEDE_WALK || missing.is_empty() {
+            break;
+        }
+        if !seen.insert(h) {
+            continue;
+        }
+        let Some(meta) = doc.get_change_meta_by_hash(&h) else {
+            continue;
+        };
+        for dep in &meta.deps {
+            missing.remove(dep);
+            stack.push(*dep);
+        }
+    }
+    missing.is_empty()
+}
+
+const SUPERSEDE_WALK: usize = 8192;
