@@ -1,8 +1,8 @@
 // The page's shell: which screen to show (from the address's #fragment),
 // who this organisation is, and the live event stream from the node.
 //
-// Screens are objects with `render(main)` and, optionally,
-// `onEvent(event)` and `leave()`. The node's events only say *what*
+// Screens are objects with `render(container)` and, optionally,
+// `onEvent(event)`. The node's events only say *what*
 // changed; each screen fetches what it shows.
 
 import { get, ApiError } from './api.js';
@@ -26,10 +26,16 @@ function route() {
   }
 }
 
+/**
+ * Each screen draws into its own container: once the person moves on,
+ * the old container is detached, so a late answer to the old screen's
+ * fetch draws nowhere instead of over the new screen.
+ */
 async function show() {
-  screen?.leave?.();
   screen = route();
-  await screen.render(main);
+  const view = h('div', { class: 'screen' });
+  fill(main, view);
+  await screen.render(view);
   document.title = screen.title ? `${screen.title} · Accord` : 'Accord';
 }
 
@@ -41,7 +47,9 @@ export async function start() {
       state = await get('/api/state');
       if (state.phase === 'first_run') {
         screen = firstRun(start);
-        await screen.render(main);
+        const view = h('div', { class: 'screen' });
+        fill(main, view);
+        await screen.render(view);
         return;
       }
       if (state.phase === 'ready') break;

@@ -40,7 +40,12 @@ export function editor(id) {
     },
   };
 
-  const editsNow = () => new Map([...texts].map(([path, live]) => [path, live.edits]));
+  /**
+   * Per text field, how far it had been typed when a fetch starts; -1 for
+   * a field with splices not yet acknowledged (the fetch may not include
+   * them, so its value must not replace the field's).
+   */
+  const editsNow = () => new Map([...texts].map(([path, live]) => [path, live.busy() ? -1 : live.edits]));
 
   async function refresh() {
     if (fetching) {

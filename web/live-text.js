@@ -101,8 +101,9 @@ export class LiveText {
 
   /**
    * A fresh value from the node. `editsAtFetch` is `this.edits` when the
-   * fetch began: if the person typed since, the value is older than the
-   * field and is dropped (the answer to their splice brings a newer one).
+   * fetch began (-1 if splices were still unacknowledged then): if the
+   * person typed since, or the fetch may have missed their splices, the
+   * value is dropped (the answer to their splice brings a newer one).
    */
   offer(value, heads, editsAtFetch) {
     if (value === undefined) return;

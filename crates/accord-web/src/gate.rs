@@ -274,7 +274,10 @@ fn add_security_headers(headers: &mut HeaderMap) {
     );
     set(headers, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
     set(headers, header::X_FRAME_OPTIONS, "DENY");
-    set(headers, header::REFERRER_POLICY, "no-referrer");
+    // `same-origin`, not `no-referrer`: under `no-referrer` browsers send
+    // `Origin: null` on the page's own POSTs, which the gate must refuse.
+    // Other sites still get no referrer.
+    set(headers, header::REFERRER_POLICY, "same-origin");
     set(headers, header::CACHE_CONTROL, "no-store");
 }
 
