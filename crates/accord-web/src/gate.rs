@@ -373,7 +373,7 @@ mod tests {
         let gate = gate(7420);
         assert_eq!(gate.token().len(), 64);
         assert_eq!(gate.open_session("nope"), Err(Refusal::BadToken));
-        let id = gate.open_session(&gate.token().to_owned()).unwrap();
+        let id = gate.open_session(gate.token()).unwrap();
         let cookie = gate.session_cookie(&id);
         assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"));
         let pair = cookie.split(';').next().unwrap();
