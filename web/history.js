@@ -22,7 +22,7 @@ export function history(id) {
       const choose = h('select', {
         onchange: (e) => {
           filter = e.target.value;
-          drawEntries(list, data.entries);
+          drawEntries(list, data.entries, data.labels);
         },
       }, h('option', { value: '' }, 'All organisations'), [...orgs].map(([key, name]) => h('option', { value: key }, name)));
       choose.value = filter;
@@ -38,19 +38,19 @@ export function history(id) {
           h('span', { class: 'swatch', 'data-colour': key }), name))),
         list);
       for (const swatch of main.querySelectorAll('.swatch')) swatch.style.background = orgColour(swatch.dataset.colour);
-      drawEntries(list, data.entries);
+      drawEntries(list, data.entries, data.labels);
     },
     onEvent(event) {
       if (event.type === 'resync' || (event.type === 'changed' && event.doc === id)) screen.render(main);
     },
   };
 
-  function drawEntries(list, entries) {
+  function drawEntries(list, entries, labels) {
     const shown = entries.filter((e) => !filter || e.org === filter);
     fill(list, group(shown).reverse().map((g) => {
       const row = h('li', { 'data-org': g.org || '' },
         h('p', { class: 'who' }, g.name || 'Unknown organisation'),
-        h('p', {}, describe(g)),
+        h('p', {}, describe(g, labels)),
         h('p', { class: 'muted' }, g.count > 1 ? `${g.count} changes, ${when(g.first)} – ${when(g.last)}` : when(g.last)));
       row.style.borderLeftColor = orgColour(g.org);
       return row;
@@ -76,7 +76,7 @@ function group(entries) {
   return groups;
 }
 
-function describe(g) {
+function describe(g, labels) {
   const fields = new Map();
   for (const e of g.entries) {
     for (const f of e.fields) {
@@ -94,6 +94,6 @@ function describe(g) {
     if (s.added || s.removed) parts.push(`+${s.added} −${s.removed} characters`);
     if (s.items) parts.push(`${s.items} item(s) added or removed`);
     if (!parts.length && s.set) parts.push('set');
-    return `${field}: ${parts.join(', ')}`;
+    return `${labels[field] || field}: ${parts.join(', ')}`;
   }).join('; ');
 }

@@ -214,6 +214,7 @@ export function syncPanel(members = []) {
     const { configured, status } = await get('/api/peers');
     fill(body,
       h('p', {}, `Last sync: ${when(status.last_sync)}`),
+      status.problem ? h('p', { class: 'notice' }, `Last problem: ${status.problem}`) : null,
       status.connections.length
         ? h('ul', { 'data-testid': 'connections' }, status.connections.map((c) => h('li', {},
           c.relay ? 'Relay ' : (nameOf(c.key) || 'Partner '), h('code', {}, c.fingerprint || '?'))))

@@ -238,10 +238,11 @@ async function main() {
   await shot(b.page, 'b-consultee-read-only');
 
   // History shows both organisations, and filters by one.
-  await b.page.goto(`${originB}/${new URL(docUrlA).hash.replace('#', '#')}/history`);
+  await b.page.goto(`${originB}/${new URL(docUrlA).hash}/history`);
   const timeline = b.page.getByTestId('timeline');
   await timeline.locator('li', { hasText: 'Alpha Trust' }).first().waitFor();
   await timeline.locator('li', { hasText: 'Beta Centre' }).first().waitFor();
+  await timeline.locator('li', { hasText: 'Purpose and aims' }).first().waitFor();
   await shot(b.page, 'b-history-both-organisations');
   await b.page.getByLabel('Show changes by').selectOption({ label: 'Beta Centre' });
   await b.page.waitForFunction(() => {
@@ -249,6 +250,14 @@ async function main() {
     return rows.length > 0 && rows.every((r) => r.textContent.includes('Beta Centre'));
   });
   await shot(b.page, 'b-history-filtered');
+
+  // On a phone-sized screen nothing is wider than the screen.
+  await b.page.setViewportSize({ width: 360, height: 740 });
+  await b.page.goto(`${originB}/${new URL(docUrlA).hash}`);
+  await purpose(b.page).waitFor();
+  const overflow = await b.page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  assert(overflow <= 0, `the editor fits a phone screen (${overflow}px too wide)`);
+  await shot(b.page, 'b-editor-on-a-phone');
 
   // The printable export.
   const docId = new URL(docUrlA).hash.split('/')[2];

@@ -336,8 +336,15 @@ async fn history(State(web): State<Web>, Path(id): Path<String>) -> ApiResult {
                 entry
             })
             .collect();
+        let labels: serde_json::Map<String, Json_> = doc
+            .kind
+            .schema()
+            .iter()
+            .map(|s| (s.key.to_owned(), json!(s.label)))
+            .collect();
         Ok(Json(json!({
             "document": { "id": doc.id.to_string(), "title": doc.title, "kind": doc.kind },
+            "labels": labels,
             "partnership": partnership_json(&roster),
             "entries": entries,
         })))

@@ -42,6 +42,9 @@ pub(crate) struct SyncStatus {
     connections: BTreeMap<ConnId, Connection>,
     /// Unix seconds of the last moment some connection was fully in sync.
     last_sync: Option<i64>,
+    /// The last refusal from or to a peer, until a sync succeeds: why
+    /// nothing arrives (e.g. a relay that does not know us yet).
+    problem: Option<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -56,6 +59,7 @@ struct Connection {
 pub(crate) struct SyncView {
     pub connections: Vec<ConnectionView>,
     pub last_sync: Option<i64>,
+    pub problem: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -82,12 +86,21 @@ impl SyncStatus {
             }
             Event::InSync { .. } => {
                 self.last_sync = Some(now);
+                self.problem = None;
+                Some(PageEvent::Sync)
+            }
+            Event::PeerError { message, .. } | Event::Refused { message, .. } => {
+                let peer = event.url.as_deref().unwrap_or("a peer");
+                self.problem = Some(format!("{peer}: {message}"));
                 Some(PageEvent::Sync)
             }
             Event::Closed { conn } => self.connections.remove(conn).map(|_| PageEvent::Sync),
             Event::DocumentUpdated { doc, .. } => Some(PageEvent::Changed {
                 doc: doc.to_string(),
             }),
+            // Kinds of event the engine may grow (it is being extended
+            // for signed provenance) are not news for the page by default.
+            #[allow(unreachable_patterns)]
             _ => None,
         }
     }
@@ -105,6 +118,7 @@ impl SyncStatus {
                 })
                 .collect(),
             last_sync: self.last_sync,
+            problem: self.problem.clone(),
         }
     }
 }
@@ -188,6 +202,30 @@ mod tests {
         assert!(status.view().connections.is_empty());
         // A second close (already gone) is not news.
         assert_eq!(status.apply(&closed, 12), None);
+    }
+
+    #[test]
+    fn a_refusal_is_shown_until_a_sync_succeeds() {
+        let mut status = SyncStatus::default();
+        let refused = node_event(Event::PeerError {
+            conn: ConnId(1),
+            code: accord_sync::ErrorCode::NotAMember,
+            message: "not a member of any partnership held here".into(),
+        });
+        status.apply(&refused, 10);
+        let problem = status.view().problem.unwrap();
+        assert!(
+            problem.starts_with("ws://127.0.0.1:1/sync: not a member"),
+            "{problem}"
+        );
+        let synced = node_event(Event::InSync {
+            conn: ConnId(1),
+            peer: key(),
+            stats: Default::default(),
+        });
+        status.apply(&synced, 11);
+        assert_eq!(status.view().problem, None);
+        assert_eq!(status.view().last_sync, Some(11));
     }
 
     #[test]
