@@ -7,10 +7,12 @@
 //! `npm ci` in `tests/web`. With `CI=true` a missing piece fails the test;
 //! elsewhere it is skipped with a loud message.
 
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 
-use crate::support::accord_bin;
+use crate::support::{Org, accord_bin};
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -65,4 +67,83 @@ fn the_web_page_in_a_real_browser() {
         artifacts.display()
     );
     assert!(stdout.contains("all web steps passed"), "{stdout}");
+}
+
+/// One HTTP/1.1 request over a fresh connection; returns the whole answer.
+fn http(addr: &str, request_head: &str) -> String {
+    let mut stream = TcpStream::connect(addr).expect("connect to serve");
+    write!(stream, "{request_head}Connection: close\r\n\r\n").expect("send");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("read");
+    answer
+}
+
+/// Without a browser: `serve` on an empty folder (first run) prints the
+/// secret link; nothing answers without it, a forged `Host` is refused,
+/// and the link signs in. The token never reaches the log.
+#[test]
+fn serve_prints_a_secret_link_that_alone_signs_in() {
+    let org = Org::empty();
+    let mut child = org
+        .command(&["serve", "--listen", "127.0.0.1:0"])
+        .env("ACCORD_LOG", "debug")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn accord serve");
+    let stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    let line = stdout
+        .lines()
+        .map_while(Result::ok)
+        .find(|l| l.starts_with("Open http://"))
+        .expect("serve printed the page's link");
+    let url = line.split_whitespace().nth(1).expect("a URL").to_owned();
+    let rest = url.strip_prefix("http://").expect("http URL");
+    let (addr, token) = rest.split_once("/?token=").expect("a token in the URL");
+    let head = |path: &str, host: &str, extra: &str| {
+        format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n{extra}")
+    };
+
+    let refused = http(addr, &head("/api/state", addr, ""));
+    assert!(refused.starts_with("HTTP/1.1 403"), "{refused}");
+    let port = addr.rsplit(':').next().unwrap();
+    let rebinding = http(
+        addr,
+        &head(
+            &format!("/?token={token}"),
+            &format!("evil.example:{port}"),
+            "",
+        ),
+    );
+    assert!(
+        rebinding.starts_with("HTTP/1.1 403") && rebinding.contains("DNS-rebinding"),
+        "{rebinding}"
+    );
+
+    let signed_in = http(addr, &head(&format!("/?token={token}"), addr, ""));
+    assert!(signed_in.starts_with("HTTP/1.1 303"), "{signed_in}");
+    let cookie = signed_in
+        .lines()
+        .find_map(|l| l.strip_prefix("set-cookie: "))
+        .and_then(|c| c.split(';').next())
+        .expect("a session cookie")
+        .to_owned();
+    let state = http(
+        addr,
+        &head("/api/state", addr, &format!("Cookie: {cookie}\r\n")),
+    );
+    assert!(state.starts_with("HTTP/1.1 200"), "{state}");
+    assert!(state.contains(r#""phase":"first_run""#), "{state}");
+
+    child.kill().expect("stop serve");
+    let mut log = String::new();
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut log)
+        .expect("read log");
+    let _ = child.wait();
+    assert!(!log.contains(token), "the token reached the log:\n{log}");
 }

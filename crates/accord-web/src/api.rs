@@ -384,7 +384,11 @@ async fn export(
         }
         "automerge" => {
             let bytes = r.ws.export_automerge(&id)?;
-            let disposition = format!("attachment; filename=\"{id}.automerge\"");
+            let name: String = id
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+                .collect();
+            let disposition = format!("attachment; filename=\"{name}.automerge\"");
             Ok((
                 [
                     (header::CONTENT_TYPE, "application/octet-stream".to_owned()),

@@ -12,8 +12,8 @@
 //! 1. `Web::new`, then either [`Web::attach`] an opened workspace, or, on
 //!    first run, serve the router alone and await [`Web::first_run`] until
 //!    the page has created the organisation.
-//! 2. Start the node with `web.router()`, [`Web::set_port`] with the bound
-//!    port, [`Web::attach`] the node's handle and events, and chain
+//! 2. Start the node with `web.router()`, [`Web::set_address`] with the
+//!    bound address, [`Web::attach`] the node's handle and events, and chain
 //!    [`Web::committed`] into the workspace's commit listener.
 //! 3. Print [`Web::url`] (it carries the token: print it, never log it).
 //! 4. On stop, [`Web::shutdown`] before the node's: it ends the open event
@@ -51,6 +51,8 @@ pub struct Web {
 
 struct Inner {
     gate: Gate,
+    /// The loopback name the printed URL uses (`127.0.0.1` or `[::1]`).
+    host: Mutex<&'static str>,
     /// Where first-run setup creates the replica.
     data: PathBuf,
     phase: RwLock<Phase>,
@@ -85,6 +87,7 @@ impl Web {
         Ok(Self {
             inner: Arc::new(Inner {
                 gate: Gate::new()?,
+                host: Mutex::new("127.0.0.1"),
                 data: data.to_owned(),
                 phase: RwLock::new(Phase::FirstRun),
                 events,
@@ -109,17 +112,22 @@ impl Web {
             .with_state(self.clone())
     }
 
-    /// The port the page is served on: `Host` and `Origin` must name it.
-    /// Until it is set, every request is refused.
-    pub fn set_port(&self, port: u16) {
-        self.inner.gate.set_port(port);
+    /// The address the page is served on: `Host` and `Origin` must name
+    /// its port. Until it is set, every request is refused.
+    pub fn set_address(&self, addr: std::net::SocketAddr) {
+        let host = if addr.is_ipv6() { "[::1]" } else { "127.0.0.1" };
+        if let Ok(mut slot) = self.inner.host.lock() {
+            *slot = host;
+        }
+        self.inner.gate.set_port(addr.port());
     }
 
     /// The address to open, with the secret token. Print it for the
     /// person; never log it.
     pub fn url(&self) -> String {
+        let host = self.inner.host.lock().map(|h| *h).unwrap_or("127.0.0.1");
         format!(
-            "http://127.0.0.1:{}/?token={}",
+            "http://{host}:{}/?token={}",
             self.inner.gate.port(),
             self.inner.gate.token()
         )

@@ -29,7 +29,7 @@ impl Page {
         let dir = tempfile::tempdir().unwrap();
         let ws = Arc::new(Workspace::init(dir.path(), org).unwrap());
         let web = Web::new(dir.path()).unwrap();
-        web.set_port(PORT);
+        web.set_address(([127, 0, 0, 1], PORT).into());
         web.attach(ws.clone(), None);
         let cookie = sign_in(&web).await;
         (
@@ -212,7 +212,7 @@ async fn first_run_creates_the_organisation_and_hands_it_over() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let web = Web::new(&data).unwrap();
-    web.set_port(PORT);
+    web.set_address(([127, 0, 0, 1], PORT).into());
     let created = web.first_run();
     let page = Page {
         cookie: sign_in(&web).await,

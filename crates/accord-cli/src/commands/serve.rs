@@ -91,7 +91,7 @@ async fn first_run(
         .await
         .with_context(|| format!("could not listen on {listen} (is another program using it?)"))?;
     let addr = listener.local_addr()?;
-    web.set_port(addr.port());
+    web.set_address(addr);
     writeln!(
         io.out,
         "No organisation is set up here yet: set it up on the page."
@@ -135,7 +135,7 @@ async fn run_node(
     let node = Node::start(ws.replica().clone(), Some(ws.clone()), options, routes).await?;
     let addr = node.local_addr().unwrap_or(listen);
     if let Some(web) = &web {
-        web.set_port(addr.port());
+        web.set_address(addr);
         web.attach(ws.clone(), Some((node.handle(), node.events())));
         share_commit_listener(&ws, &node, web);
     }
