@@ -6,3 +6,4 @@ mod errors;
 mod story;
 mod support;
 mod sync;
+mod web;

@@ -108,16 +108,23 @@ pub enum Command {
         #[arg(long, short, value_name = "FILE")]
         output: Option<PathBuf>,
     },
-    /// Run this organisation's node: sync live with partners and relays until Ctrl-C.
+    /// Run this organisation's node and its web page: sync live with partners and
+    /// relays until Ctrl-C.
     ///
+    /// Prints the address of the page (with a secret token: keep it to yourself).
+    /// On first run without --org, the page asks for the organisation's name.
     /// While it runs, other `accord` commands on the same data folder go through it.
     Serve {
         /// Where partners can reach this node (127.0.0.1 keeps it to this machine).
+        /// The web page is served only on a loopback address.
         #[arg(long, default_value = "127.0.0.1:7420")]
         listen: SocketAddr,
         /// On first run, create this organisation's replica with this name (like `accord init`).
         #[arg(long, value_name = "NAME")]
         org: Option<String>,
+        /// Open the page in your web browser.
+        #[arg(long)]
+        open: bool,
     },
     /// Run a relay: it keeps partnerships for their members, so a partner who was
     /// offline catches up from it. Uses its own data folder and key.

@@ -9,6 +9,7 @@ mod docs;
 mod history;
 mod net;
 mod partnership;
+mod serve;
 mod setup;
 mod trust;
 mod walkthrough;
@@ -46,7 +47,9 @@ pub fn run(cli: Cli, io: &mut Io<'_>) -> Result<()> {
     match cli.command {
         Command::Init { org, output } => setup::init(io, &data, &org, output.json),
         Command::Walkthrough => walkthrough::run(),
-        Command::Serve { listen, org } => net::serve(io, &data, listen, org.as_deref()),
+        Command::Serve { listen, org, open } => {
+            serve::serve(io, &data, listen, org.as_deref(), open)
+        }
         Command::Relay { listen, allow_org } => {
             let relay_data = if explicit_data {
                 data

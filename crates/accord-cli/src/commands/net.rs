@@ -12,55 +12,10 @@ use accord_store::{Replica, StoreError};
 use accord_workspace::{Invite, PeerConfig, Workspace, normalise_url};
 use anyhow::{Context, Result, bail};
 use clap::Parser;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use super::{Ctx, dispatch};
 use crate::cli::Cli;
 use crate::output::{self, Io};
-
-pub fn serve(io: &mut Io<'_>, data: &Path, listen: SocketAddr, org: Option<&str>) -> Result<()> {
-    let ws = match (Workspace::open(data), org) {
-        (Ok(ws), _) => ws,
-        (
-            Err(accord_workspace::WorkspaceError::Store(StoreError::NotInitialised { .. })),
-            Some(name),
-        ) => {
-            let ws = Workspace::init(data, name)?;
-            writeln!(
-                io.out,
-                "Created the replica for {} in {}",
-                ws.whoami().name,
-                data.display()
-            )?;
-            ws
-        }
-        (Err(e), _) => return Err(e.into()),
-    };
-    let ws = Arc::new(ws);
-    let runtime = tokio::runtime::Runtime::new()?;
-    runtime.block_on(async {
-        let peers = ws.peers()?;
-        let options = NodeOptions { listen: Some(listen), dial: peers.clone(), ..NodeOptions::default() };
-        let node = Node::start(ws.replica().clone(), Some(ws.clone()), options, None).await?;
-        let (stop, tracker) = (CancellationToken::new(), TaskTracker::new());
-        let ctx = Arc::new(Ctx { ws: ws.clone(), node: Some(node.handle()) });
-        control::serve(data, control_handler(ctx), stop.clone(), &tracker)?;
-        let me = ws.whoami();
-        let addr = node.local_addr().unwrap_or(listen);
-        writeln!(io.out, "Accord node for {} ({}) listening on ws://{addr}/sync", me.name, me.fingerprint)?;
-        writeln!(io.out, "Syncing with {} configured peer(s). Other accord commands work meanwhile. Press Ctrl-C to stop.", peers.len())?;
-        io.out.flush()?;
-        wait_for_stop_signal().await;
-        writeln!(io.err, "Stopping: finishing in-flight writes...")?;
-        stop.cancel();
-        tracker.close();
-        tracker.wait().await;
-        node.shutdown().await;
-        writeln!(io.err, "Stopped.")?;
-        Ok(())
-    })
-}
 
 pub fn relay(
     io: &mut Io<'_>,
@@ -130,7 +85,7 @@ fn check_fingerprint(text: &str) -> Result<String> {
     Ok(hex.to_ascii_lowercase())
 }
 
-async fn wait_for_stop_signal() {
+pub(super) async fn wait_for_stop_signal() {
     let mut terminate =
         tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
     tokio::select! {
@@ -140,7 +95,7 @@ async fn wait_for_stop_signal() {
 }
 
 /// Runs commands sent by other `accord` processes while the node holds the replica.
-fn control_handler(ctx: Arc<Ctx>) -> control::Handler {
+pub(super) fn control_handler(ctx: Arc<Ctx>) -> control::Handler {
     Arc::new(move |args| {
         let (mut out, mut err) = (Vec::new(), Vec::new());
         let code = {
