@@ -1,5 +1,6 @@
 //! The JSON API for the page's screens: first run, partnerships, members,
-//! invites, peers, documents, history and export. Edits of a document's
+//! invites, peers, documents and history. Exports are in [`crate::export`],
+//! sign-off and comments in [`crate::trust`]. Edits of a document's
 //! fields are in [`crate::edit`].
 //!
 //! Handlers are thin: read the request, run one workspace call on a
@@ -9,12 +10,9 @@
 use std::sync::Arc;
 
 use accord_identity::OrgKey;
-use accord_model::markdown::{self, RenderOptions};
 use accord_model::{DocKind, Role, RosterView};
 use accord_workspace::{Invite, PeerConfig, Workspace, normalise_url};
 use axum::extract::{Path, State};
-use axum::http::{HeaderValue, header};
-use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
@@ -22,6 +20,7 @@ use serde_json::{Value as Json_, json};
 
 use crate::document::{document_json, partnership_json};
 use crate::error::WebError;
+use crate::trust::summary;
 use crate::{Phase, Running, Web};
 
 type ApiResult = Result<Json<Json_>, WebError>;
@@ -46,7 +45,6 @@ pub(crate) fn routes() -> Router<Web> {
         .route("/api/peers", get(peers).post(add_peer))
         .route("/api/documents/{id}", get(document))
         .route("/api/documents/{id}/history", get(history))
-        .route("/export/{id}/{format}", get(export))
 }
 
 /// Where the node is (first run, starting, ready) and who this organisation is.
@@ -108,12 +106,23 @@ async fn partnerships(State(web): State<Web>) -> ApiResult {
     .await
 }
 
-fn partnership_summary(r: &Running, roster: &RosterView) -> Json_ {
+/// A partnership with this organisation's role, and each agreement with
+/// its sign-off state at a glance (`null` while the agreement itself has
+/// not arrived from a partner yet).
+pub(crate) fn partnership_summary(r: &Running, roster: &RosterView) -> Json_ {
     let mut out = partnership_json(roster);
     if let Some(obj) = out.as_object_mut() {
         let me = r.ws.whoami().key;
         obj.insert("role".into(), json!(roster.member(&me).map(|m| m.role)));
-        obj.insert("documents".into(), json!(roster.documents));
+        let documents: Vec<Json_> = roster
+            .documents
+            .iter()
+            .map(|d| {
+                let signoff = r.ws.status(&d.id.to_string()).ok().map(|s| summary(&s));
+                json!({ "id": d.id, "kind": d.kind, "title": d.title, "signoff": signoff })
+            })
+            .collect();
+        obj.insert("documents".into(), json!(documents));
     }
     out
 }
@@ -348,59 +357,6 @@ async fn history(State(web): State<Web>, Path(id): Path<String>) -> ApiResult {
             "partnership": partnership_json(&roster),
             "entries": entries,
         })))
-    })
-    .await
-}
-
-/// The printable page (`html`), the Markdown (`md`), or the standard
-/// Automerge file (`automerge`) of an agreement.
-async fn export(
-    State(web): State<Web>,
-    Path((id, format)): Path<(String, String)>,
-) -> Result<Response, WebError> {
-    web.with_ws(move |r| match format.as_str() {
-        "html" => {
-            let (view, roster) = r.ws.view(&id)?;
-            let page = markdown::render_html(&view, &roster, &RenderOptions::default());
-            let mut response =
-                ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], page).into_response();
-            // The export carries its own inline style and no script.
-            response.headers_mut().insert(
-                header::CONTENT_SECURITY_POLICY,
-                HeaderValue::from_static(
-                    "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'",
-                ),
-            );
-            Ok(response)
-        }
-        "md" => {
-            let (view, roster) = r.ws.view(&id)?;
-            let text = markdown::render(&view, &roster, &RenderOptions::default());
-            Ok((
-                [(header::CONTENT_TYPE, "text/markdown; charset=utf-8")],
-                text,
-            )
-                .into_response())
-        }
-        "automerge" => {
-            let bytes = r.ws.export_automerge(&id)?;
-            let name: String = id
-                .chars()
-                .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
-                .collect();
-            let disposition = format!("attachment; filename=\"{name}.automerge\"");
-            Ok((
-                [
-                    (header::CONTENT_TYPE, "application/octet-stream".to_owned()),
-                    (header::CONTENT_DISPOSITION, disposition),
-                ],
-                bytes,
-            )
-                .into_response())
-        }
-        other => Err(WebError::BadRequest(format!(
-            "no export format {other:?}: use html, md or automerge"
-        ))),
     })
     .await
 }

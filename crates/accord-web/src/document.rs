@@ -8,7 +8,8 @@
 use accord_identity::OrgKey;
 use accord_model::schema::Field;
 use accord_model::{
-    AgreementView, DocKind, FieldView, Role, RosterView, SectionContent, SectionView, ValueType,
+    AgreementView, DocKind, FieldView, Notes, Role, RosterView, SectionContent, SectionView,
+    ValueType,
 };
 use serde_json::{Value as Json, json};
 
@@ -24,17 +25,26 @@ pub(crate) fn document_json(view: &AgreementView, roster: &RosterView, me: &OrgK
         "partnership": partnership_json(roster),
         "role": role.map(Role::as_str),
         "editable": role == Some(Role::DecisionMaker),
+        // Consultees comment on the text they cannot change.
+        "commentable": matches!(role, Some(Role::DecisionMaker | Role::Consultee)),
         "sections": view.sections.iter().map(|s| section_json(view.kind, s)).collect::<Vec<_>>(),
     })
 }
 
-/// A partnership's name, id and roster document (whose change notices
-/// mean the members or the catalogue changed).
+/// A partnership's name, id, roster document (whose change notices mean
+/// the members or the catalogue changed) and members' notes documents
+/// (whose change notices mean a comment or a sign-off arrived).
 pub(crate) fn partnership_json(roster: &RosterView) -> Json {
+    let notes: Vec<String> = roster
+        .members
+        .iter()
+        .map(|m| Notes::doc_id(roster.id, &m.key).to_string())
+        .collect();
     json!({
         "id": roster.id.to_string(),
         "name": roster.name,
         "roster_doc": roster.id.roster_doc().to_string(),
+        "notes_docs": notes,
         "members": roster.members,
     })
 }

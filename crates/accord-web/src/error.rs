@@ -34,9 +34,9 @@ impl WebError {
         use WorkspaceError as W;
         match self {
             WebError::Workspace(W::NotEntitled { .. } | W::NotAMember(_)) => StatusCode::FORBIDDEN,
-            WebError::Workspace(W::NoSuchPartnership(_) | W::NoSuchDocument(_)) => {
-                StatusCode::NOT_FOUND
-            }
+            WebError::Workspace(
+                W::NoSuchPartnership(_) | W::NoSuchDocument(_) | W::NoSuchComment(_),
+            ) => StatusCode::NOT_FOUND,
             WebError::Workspace(
                 W::Model(_)
                 | W::BadUrl(_)

@@ -45,7 +45,14 @@ pub(crate) struct SyncStatus {
     /// The last refusal from or to a peer, until a sync succeeds: why
     /// nothing arrives (e.g. a relay that does not know us yet).
     problem: Option<String>,
+    /// The latest refusals of changes (ours by a peer, or a peer's by us),
+    /// newest last. Unlike `problem`, a later sync does not clear them: a
+    /// refused change stays refused, and partners should know.
+    refusals: Vec<String>,
 }
+
+/// How many refusals the page keeps showing.
+const REFUSALS_SHOWN: usize = 5;
 
 #[derive(Clone, Debug)]
 struct Connection {
@@ -60,6 +67,7 @@ pub(crate) struct SyncView {
     pub connections: Vec<ConnectionView>,
     pub last_sync: Option<i64>,
     pub problem: Option<String>,
+    pub refusals: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -94,15 +102,37 @@ impl SyncStatus {
                 self.problem = Some(format!("{peer}: {message}"));
                 Some(PageEvent::Sync)
             }
+            Event::ChangesRefused {
+                changes, reason, ..
+            } => {
+                let peer = event.url.as_deref().unwrap_or("a peer");
+                self.refused(format!("Refused {changes} change(s) from {peer}: {reason}"))
+            }
+            Event::RefusedByPeer {
+                changes, reason, ..
+            } => {
+                let peer = event.url.as_deref().unwrap_or("A peer");
+                self.refused(format!(
+                    "{peer} refused {changes} of this organisation's change(s): {reason}"
+                ))
+            }
             Event::Closed { conn } => self.connections.remove(conn).map(|_| PageEvent::Sync),
             Event::DocumentUpdated { doc, .. } => Some(PageEvent::Changed {
                 doc: doc.to_string(),
             }),
-            // Kinds of event the engine may grow (it is being extended
-            // for signed provenance) are not news for the page by default.
+            // Kinds of event the engine may grow are not news for the
+            // page by default.
             #[allow(unreachable_patterns)]
             _ => None,
         }
+    }
+
+    fn refused(&mut self, message: String) -> Option<PageEvent> {
+        self.refusals.push(message);
+        if self.refusals.len() > REFUSALS_SHOWN {
+            self.refusals.remove(0);
+        }
+        Some(PageEvent::Sync)
     }
 
     pub(crate) fn view(&self) -> SyncView {
@@ -119,6 +149,7 @@ impl SyncStatus {
                 .collect(),
             last_sync: self.last_sync,
             problem: self.problem.clone(),
+            refusals: self.refusals.clone(),
         }
     }
 }
@@ -226,6 +257,51 @@ mod tests {
         status.apply(&synced, 11);
         assert_eq!(status.view().problem, None);
         assert_eq!(status.view().last_sync, Some(11));
+    }
+
+    #[test]
+    fn refusals_stay_shown_after_a_sync() {
+        let mut status = SyncStatus::default();
+        let refused = node_event(Event::ChangesRefused {
+            conn: ConnId(1),
+            doc: accord_model::DocId::from_bytes([1; 16]),
+            peer: key(),
+            changes: 2,
+            reason: "a consultee may not change agreement text".into(),
+        });
+        assert_eq!(status.apply(&refused, 10), Some(PageEvent::Sync));
+        let synced = node_event(Event::InSync {
+            conn: ConnId(1),
+            peer: key(),
+            stats: Default::default(),
+        });
+        status.apply(&synced, 11);
+        assert_eq!(
+            status.view().refusals,
+            vec![
+                "Refused 2 change(s) from ws://127.0.0.1:1/sync: a consultee may not change agreement text"
+                    .to_owned()
+            ]
+        );
+        for n in 0..REFUSALS_SHOWN {
+            let by_peer = node_event(Event::RefusedByPeer {
+                conn: ConnId(1),
+                doc: accord_model::DocId::from_bytes([1; 16]),
+                changes: 1,
+                reason: format!("reason {n}"),
+            });
+            status.apply(&by_peer, 12);
+        }
+        let refusals = status.view().refusals;
+        assert_eq!(refusals.len(), REFUSALS_SHOWN, "only the latest are kept");
+        assert!(
+            refusals[REFUSALS_SHOWN - 1].ends_with("reason 4"),
+            "{refusals:?}"
+        );
+        assert!(
+            refusals[0].starts_with("ws://127.0.0.1:1/sync refused 1"),
+            "{refusals:?}"
+        );
     }
 
     #[test]

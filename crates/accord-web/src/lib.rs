@@ -28,7 +28,9 @@ mod document;
 mod edit;
 mod error;
 mod events;
+mod export;
 mod gate;
+mod trust;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
@@ -103,7 +105,9 @@ impl Web {
         let routes = assets::routes()
             .merge(api::routes())
             .merge(edit::routes())
-            .merge(events::routes());
+            .merge(export::routes())
+            .merge(events::routes())
+            .merge(trust::routes());
         routes
             .layer(axum::middleware::from_fn_with_state(
                 self.clone(),

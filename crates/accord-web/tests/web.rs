@@ -544,3 +544,263 @@ async fn a_commit_reaches_the_event_stream() {
     page.web.shutdown();
     assert!(body.frame().await.is_none());
 }
+
+/// Adds a member by a made-up key; returns the key's hex.
+async fn add_member(page: &Page, pid: &str, name: &str, seed: u8, role: &str) -> String {
+    let key = accord_identity::OrgSecret::from_seed([seed; 32])
+        .public()
+        .to_hex();
+    page.ok(
+        Method::POST,
+        &format!("/api/partnerships/{pid}/members"),
+        Some(json!({"name": name, "key": key, "role": role})),
+    )
+    .await;
+    key
+}
+
+async fn set_my_role(page: &Page, ws: &Workspace, pid: &str, role: &str) {
+    let me = ws.whoami().key.to_hex();
+    page.ok(
+        Method::POST,
+        &format!("/api/partnerships/{pid}/members/{me}/role"),
+        Some(json!({"role": role})),
+    )
+    .await;
+}
+
+fn member<'a>(status: &'a Value, name: &str) -> &'a Value {
+    status["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == name)
+        .unwrap_or_else(|| panic!("{name} in {status}"))
+}
+
+#[tokio::test]
+async fn signing_then_editing_moves_the_signature_to_an_earlier_version() {
+    let (page, ws) = Page::new("Alpha Trust").await;
+    let (pid, doc) = mou(&page).await;
+    let signoffs = format!("/api/documents/{doc}/signoffs");
+    let before = page.ok(Method::GET, &signoffs, None).await;
+    assert_eq!(before["can_sign"], true);
+    assert_eq!(member(&before, "Alpha Trust")["state"], "not-signed");
+    assert_eq!(before["summary"]["all_signed"], false);
+
+    let signed = page
+        .ok(Method::POST, &signoffs, Some(json!({"statement": "  "})))
+        .await;
+    let alpha = member(&signed, "Alpha Trust");
+    assert_eq!(alpha["state"], "current");
+    assert_eq!(alpha["signoff"]["statement"], "We agree to this version");
+    assert_eq!(
+        alpha["signoff"]["fingerprint"],
+        ws.whoami().fingerprint.to_string()
+    );
+    assert_eq!(signed["summary"]["all_signed"], true);
+    assert_eq!(signed["summary"]["signed_current"], json!(["Alpha Trust"]));
+    let p = page
+        .ok(Method::GET, &format!("/api/partnerships/{pid}"), None)
+        .await;
+    assert_eq!(
+        p["documents"][0]["signoff"]["signed_current"],
+        json!(["Alpha Trust"])
+    );
+
+    let shown = page
+        .ok(Method::GET, &format!("/api/documents/{doc}"), None)
+        .await;
+    page.ok(Method::POST, &format!("/api/documents/{doc}/splice"), Some(json!({"path": "purpose", "base": shown["heads"], "splices": [{"pos": 0, "delete": 0, "insert": "Changed after signing."}]})))
+        .await;
+    let after = page.ok(Method::GET, &signoffs, None).await;
+    assert_eq!(member(&after, "Alpha Trust")["state"], "earlier");
+    assert_eq!(after["summary"]["signed_earlier"], json!(["Alpha Trust"]));
+    assert_eq!(after["summary"]["all_signed"], false);
+}
+
+#[tokio::test]
+async fn a_consultee_comments_but_cannot_sign_and_resolves_only_its_own() {
+    let (page, ws) = Page::new("Alpha Trust").await;
+    let (pid, doc) = mou(&page).await;
+    let comments = format!("/api/documents/{doc}/comments");
+    // As a decision maker, Alpha comments (on a quote) first.
+    let list = page
+        .ok(
+            Method::POST,
+            &comments,
+            Some(json!({"field": "purpose", "text": "Shorter, please.", "quote": "We help"})),
+        )
+        .await;
+    assert_eq!(list["can_comment"], true);
+    let first = &list["comments"][0];
+    assert_eq!(first["author_name"], "Alpha Trust");
+    assert_eq!(first["section"], "purpose");
+    assert_eq!(first["quote"], "We help");
+    assert_eq!(first["can_resolve"], true);
+    let first_id = first["id"].as_str().unwrap().to_owned();
+
+    add_member(&page, &pid, "Beta Centre", 7, "decision-maker").await;
+    set_my_role(&page, &ws, &pid, "consultee").await;
+
+    let shown = page
+        .ok(Method::GET, &format!("/api/documents/{doc}"), None)
+        .await;
+    assert_eq!(shown["editable"], false);
+    assert_eq!(shown["commentable"], true);
+    assert_eq!(
+        shown["partnership"]["notes_docs"].as_array().unwrap().len(),
+        2,
+        "one notes document per member"
+    );
+
+    let (status, body) = page
+        .call(
+            Method::POST,
+            &format!("/api/documents/{doc}/signoffs"),
+            Some(json!({"statement": "We agree"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let status_now = page
+        .ok(Method::GET, &format!("/api/documents/{doc}/signoffs"), None)
+        .await;
+    assert_eq!(status_now["can_sign"], false);
+    assert_eq!(member(&status_now, "Alpha Trust")["state"], "not-signed");
+
+    let list = page
+        .ok(
+            Method::POST,
+            &comments,
+            Some(json!({"field": "milestones", "text": "Add a review date."})),
+        )
+        .await;
+    assert_eq!(list["comments"].as_array().unwrap().len(), 2);
+    let (status, _) = page
+        .call(
+            Method::POST,
+            &comments,
+            Some(json!({"field": "nonsense", "text": "x"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    // Its own comment, the consultee may resolve.
+    let resolved = page
+        .ok(
+            Method::POST,
+            &format!("/api/documents/{doc}/comments/{first_id}/resolve"),
+            None,
+        )
+        .await;
+    let first = resolved["comments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == first_id.as_str())
+        .unwrap();
+    assert_eq!(first["resolved_by"], "Alpha Trust");
+    assert_eq!(first["can_resolve"], false);
+    let (status, _) = page
+        .call(
+            Method::POST,
+            &format!("/api/documents/{doc}/comments/NOSUCH/resolve"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn an_informed_party_can_neither_comment_nor_remove_members() {
+    let (page, ws) = Page::new("Alpha Trust").await;
+    let (pid, doc) = mou(&page).await;
+    let beta = add_member(&page, &pid, "Beta Centre", 7, "decision-maker").await;
+    let gamma = add_member(&page, &pid, "Gamma Group", 8, "consultee").await;
+
+    // A decision maker removes a member, after the page's confirmation.
+    let p = page
+        .ok(
+            Method::POST,
+            &format!("/api/partnerships/{pid}/members/{gamma}/remove"),
+            None,
+        )
+        .await;
+    let members = p["members"].as_array().unwrap();
+    assert_eq!(members.len(), 2);
+    assert!(members.iter().all(|m| m["key"] != gamma.as_str()));
+
+    set_my_role(&page, &ws, &pid, "informed").await;
+    let shown = page
+        .ok(Method::GET, &format!("/api/documents/{doc}"), None)
+        .await;
+    assert_eq!(shown["commentable"], false);
+    let (status, body) = page
+        .call(
+            Method::POST,
+            &format!("/api/documents/{doc}/comments"),
+            Some(json!({"field": "purpose", "text": "May I?"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let list = page
+        .ok(Method::GET, &format!("/api/documents/{doc}/comments"), None)
+        .await;
+    assert_eq!(list["can_comment"], false);
+    assert_eq!(list["comments"], json!([]));
+    let (status, _) = page
+        .call(
+            Method::POST,
+            &format!("/api/partnerships/{pid}/members/{beta}/remove"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn exports_carry_the_sign_off_block() {
+    let (page, ws) = Page::new("Alpha <Trust>").await;
+    let (pid, doc) = mou(&page).await;
+    add_member(&page, &pid, "Beta Centre", 7, "decision-maker").await;
+    page.ok(
+        Method::POST,
+        &format!("/api/documents/{doc}/signoffs"),
+        Some(json!({"statement": "Agreed <at> the board"})),
+    )
+    .await;
+    let fingerprint = ws.whoami().fingerprint.to_string();
+    let export = |format: &str| {
+        Request::builder()
+            .uri(format!("/export/{doc}/{format}"))
+            .header(header::HOST, HOST)
+            .header(header::COOKIE, &page.cookie)
+            .body(Body::empty())
+            .unwrap()
+    };
+    let html = text(send(&page.web, export("html")).await).await;
+    let block = &html[html
+        .find("<h2 id=\"signoff-h\">Sign-off</h2>")
+        .expect(&html)..];
+    assert!(block.contains("Alpha &lt;Trust&gt;"), "{block}");
+    assert!(block.contains(&fingerprint), "{block}");
+    assert!(block.contains("signed this version on"), "{block}");
+    assert!(block.contains("“Agreed &lt;at&gt; the board”"), "{block}");
+    assert!(block.contains("Beta Centre</th>"), "{block}");
+    assert!(block.contains("has not signed"), "{block}");
+    assert!(
+        block.contains("Not every decision maker has signed"),
+        "{block}"
+    );
+    assert!(block.find("</section>") < block.find("<footer>"), "{block}");
+
+    let md = text(send(&page.web, export("md")).await).await;
+    let block = &md[md.find("## Sign-off").expect(&md)..];
+    assert!(
+        block.contains(&format!(
+            "- **Alpha <Trust>** (fingerprint `{fingerprint}`): signed this version on"
+        )),
+        "{block}"
+    );
+    assert!(block.contains("\"Agreed <at> the board\""), "{block}");
+}
