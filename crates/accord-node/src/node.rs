@@ -9,7 +9,7 @@ use accord_identity::OrgKey;
 use accord_model::PartnershipId;
 use accord_store::Replica;
 use accord_sync::{Engine, EngineConfig, Event, PeerRole};
-use accord_workspace::{PeerConfig, Workspace};
+use accord_workspace::{CommitListener, PeerConfig, Workspace};
 use axum::Router;
 use tokio::net::TcpListener;
 use tokio::sync::broadcast;
@@ -33,6 +33,11 @@ pub struct NodeOptions {
     pub allowed_creators: Option<Vec<String>>,
     /// Most simultaneous incoming connections.
     pub max_connections: usize,
+}
+
+fn commit_listener(driver: &DriverHandle) -> CommitListener {
+    let driver = driver.clone();
+    Arc::new(move |committed| driver.send(Command::Committed(committed.to_vec())))
 }
 
 /// A started node. Dropping it without [`Node::shutdown`] stops it abruptly.
@@ -65,10 +70,7 @@ impl Node {
         );
         let (driver, engine_thread) = Driver::spawn(engine, replica, workspace.clone(), wanted)?;
         if let Some(ws) = &workspace {
-            let handle = driver.clone();
-            ws.set_commit_listener(Arc::new(move |committed| {
-                handle.send(Command::Committed(committed.to_vec()))
-            }));
+            ws.set_commit_listener(commit_listener(&driver));
         }
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
@@ -148,6 +150,14 @@ impl Node {
 
     pub fn driver(&self) -> &DriverHandle {
         &self.driver
+    }
+
+    /// The listener `start` installed on the workspace: it hands each
+    /// commit (change, heads and attestation) to the sync driver. Whoever
+    /// replaces the workspace's listener calls this one from theirs, so
+    /// commits keep reaching partners exactly as the node sends them.
+    pub fn commit_listener(&self) -> CommitListener {
+        commit_listener(&self.driver)
     }
 
     /// Asks for a partnership joined by invite.

@@ -10,7 +10,6 @@ use std::path::Path;
 use std::sync::Arc;
 
 use accord_node::control;
-use accord_node::driver::Command;
 use accord_node::{Node, NodeOptions};
 use accord_store::StoreError;
 use accord_web::Web;
@@ -173,15 +172,16 @@ async fn run_node(
     Ok(())
 }
 
-/// The workspace has one commit listener. `Node::start` installs one that
-/// hands commits to the sync driver; this replaces it with one that does
-/// the same and also tells open pages, so edits made anywhere (the page,
-/// or `accord doc set` through the control socket) show up live.
+/// The workspace has one commit listener. `Node::start` installs the
+/// node's (which hands commits, with their attestations, to the sync
+/// driver); this replaces it with one that calls the node's and then tells
+/// open pages, so edits made anywhere (the page, or `accord doc set`
+/// through the control socket) reach partners and show up live.
 fn share_commit_listener(ws: &Workspace, node: &Node, web: &Web) {
-    let driver = node.driver().clone();
+    let to_partners = node.commit_listener();
     let web = web.clone();
     ws.set_commit_listener(Arc::new(move |committed| {
-        driver.send(Command::Committed(committed.to_vec()));
+        to_partners(committed);
         web.committed(committed);
     }));
 }
