@@ -12,10 +12,11 @@
 import { get, post } from './api.js';
 import { h, fill, attempt, labelled, toast } from './dom.js';
 import { LiveText, fieldValue } from './live-text.js';
+import { trustView } from './trust.js';
 
 /**
- * Side panels drawn next to the editor, in order, each `(doc) => element`.
- * Later work (sign-off, comments) adds its panels to this list.
+ * Side panels drawn next to the editor, after the sign-off panel, each
+ * `(doc) => element`.
  */
 export const panels = [historyPanel, exportPanel];
 
@@ -26,6 +27,7 @@ export function editor(id) {
   const texts = new Map(); // path -> LiveText
   let fetching = false;
   let again = false;
+  const trust = trustView(id, () => doc);
 
   const screen = {
     title: 'Agreement',
@@ -33,10 +35,16 @@ export function editor(id) {
       main = el;
       doc = await get(`/api/documents/${id}`);
       draw();
+      await trust.refresh();
     },
     onEvent(event) {
-      const mine = event.type === 'changed' && (event.doc === id || event.doc === doc?.partnership.roster_doc);
+      const changed = event.type === 'changed' ? event.doc : null;
+      const mine = changed === id || changed === doc?.partnership.roster_doc;
+      // A partner's comment or signature arrives in their notes document;
+      // a text change can make a signature one of an earlier version.
+      const notes = changed && doc?.partnership.notes_docs.includes(changed);
       if (mine || event.type === 'resync') refresh();
+      if (mine || notes || event.type === 'resync') trust.refresh();
     },
   };
 
@@ -175,20 +183,21 @@ export function editor(id) {
     },
     h('h2', { id: `s-${section.key}` }, section.label),
     h('p', { class: 'hint' }, section.prompt),
-    sectionBody(section)));
+    sectionBody(section),
+    trust.sectionComments(section)));
     fill(main,
       h('nav', { class: 'crumbs', 'aria-label': 'Breadcrumbs' },
         h('a', { href: '#/' }, 'Partnerships'), ' / ',
         h('a', { href: `#/p/${doc.partnership.id}` }, doc.partnership.name)),
       h('h1', {}, doc.title || 'Untitled'),
       h('p', { class: 'muted' }, `${doc.kind_label} · your organisation is ${doc.role ? `a ${doc.role}` : 'not a member'}`),
-      doc.editable ? null : h('p', { class: 'notice', role: 'note', 'data-testid': 'read-only' },
-        `Read only: your organisation is ${doc.role ? `a ${doc.role}` : 'not a member'} in ${doc.partnership.name}; only decision makers change agreements.`),
+      modeNotice(doc),
+      trust.banner,
       h('div', { class: 'doc-layout' },
         h('form', { class: 'editor', 'aria-label': 'Agreement', onsubmit: (e) => e.preventDefault() },
           textControl('title', doc.title, false, 'Title'),
           sections),
-        h('aside', { class: 'side', 'aria-label': 'About this agreement' }, panels.map((panel) => panel(doc)))));
+        h('aside', { class: 'side', 'aria-label': 'About this agreement' }, trust.panel, panels.map((panel) => panel(doc)))));
     updateTitle();
     for (const [path, live] of texts) {
       if (!live.el.isConnected) texts.delete(path);
@@ -204,10 +213,22 @@ export function editor(id) {
   return screen;
 }
 
+/** For those who may not change the text: what they can do instead. */
+function modeNotice(doc) {
+  if (doc.editable) return null;
+  const who = `your organisation is ${doc.role ? `a ${doc.role}` : 'not a member'} in ${doc.partnership.name}`;
+  return doc.commentable
+    ? h('p', { class: 'notice', role: 'note', 'data-testid': 'comment-only' },
+      `Comment only: ${who}. You can comment on any section; only decision makers change the text.`)
+    : h('p', { class: 'notice', role: 'note', 'data-testid': 'read-only' },
+      `Read only: ${who}; only decision makers change agreements, and consultees comment on them.`);
+}
+
 /** What, if it changes, needs the form redrawn rather than values updated. */
 function signature(doc) {
   return JSON.stringify([
     doc.editable,
+    doc.commentable,
     doc.partnership.members.map((m) => [m.key, m.name]),
     doc.sections.map((s) => [
       s.key,

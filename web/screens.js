@@ -108,6 +108,26 @@ export function home() {
 export function partnership(id) {
   let main;
   let current;
+  const docs = h('div', { 'data-testid': 'agreements' });
+  let fetching = false;
+  let again = false;
+  /** Redraws only the agreements and their sign-off state (forms elsewhere keep what is typed). */
+  async function refreshDocs() {
+    if (fetching) {
+      again = true;
+      return;
+    }
+    fetching = true;
+    await attempt(async () => {
+      current = await get(`/api/partnerships/${id}`);
+      drawDocs(docs, current);
+    });
+    fetching = false;
+    if (again) {
+      again = false;
+      refreshDocs();
+    }
+  }
   const screen = {
     title: 'Partnership',
     async render(el) {
@@ -122,10 +142,7 @@ export function partnership(id) {
         h('div', { class: 'columns' },
           h('section', { class: 'panel wide', 'aria-labelledby': 'docs-h' },
             h('h2', { id: 'docs-h' }, 'Agreements'),
-            current.documents.length
-              ? h('ul', { class: 'cards' }, current.documents.map((d) => h('li', {},
-                h('a', { href: `#/d/${d.id}` }, d.title), h('span', { class: 'muted' }, ` · ${kindLabel(d.kind)}`))))
-              : h('p', {}, 'No agreements yet.'),
+            drawDocs(docs, current),
             canEdit ? form('New agreement', [
               labelled('Kind', select(KINDS, { name: 'kind' })),
               labelled('Title', h('input', { name: 'title', placeholder: 'e.g. Our MOU' })),
@@ -140,10 +157,40 @@ export function partnership(id) {
     onEvent(event) {
       if (event.type === 'resync' || event.type === 'ready' || (event.type === 'changed' && event.doc === current?.roster_doc)) {
         screen.render(main);
+      } else if (event.type === 'changed' && current
+        && (current.notes_docs.includes(event.doc) || current.documents.some((d) => d.id === event.doc))) {
+        // A signature arrived, or an agreement's text changed since one.
+        refreshDocs();
       }
     },
   };
   return screen;
+}
+
+function drawDocs(el, p) {
+  return fill(el, p.documents.length
+    ? h('ul', { class: 'cards' }, p.documents.map((d) => h('li', { 'data-doc': d.id },
+      h('a', { href: `#/d/${d.id}` }, d.title),
+      h('span', { class: 'muted' }, ` · ${kindLabel(d.kind)}`),
+      h('p', { class: 'signoff-state', 'data-state': signoffState(d.signoff) }, signoffText(d.signoff)))))
+    : h('p', {}, 'No agreements yet.'));
+}
+
+function signoffState(s) {
+  if (!s) return 'unknown';
+  if (s.signed_earlier.length) return 'earlier';
+  return s.all_signed ? 'all' : s.signed_current.length ? 'partial' : 'none';
+}
+
+/** An agreement's sign-off at a glance. */
+function signoffText(s) {
+  if (!s) return 'Not here yet: it arrives from your partner or relay.';
+  const parts = [];
+  if (s.all_signed) parts.push('Signed by every decision maker.');
+  else if (s.signed_current.length) parts.push(`Signed by ${s.signed_current.join(', ')}; waiting for ${s.not_signed.concat(s.signed_earlier).join(', ')}.`);
+  if (s.signed_earlier.length) parts.push(`${s.signed_earlier.join(', ')} signed an earlier version.`);
+  if (!parts.length) parts.push('Not signed yet.');
+  return parts.join(' ');
 }
 
 function kindLabel(kind) {
@@ -167,13 +214,41 @@ function membersPanel(p, canEdit, rerender) {
       h('th', { scope: 'row' }, m.name, m.lead ? h('span', { class: 'tag' }, 'lead partner') : null,
         m.key === session.org.key ? h('span', { class: 'tag' }, 'you') : null),
       h('td', {}, h('code', {}, m.fingerprint)),
-      h('td', {}, role));
+      h('td', {}, role),
+      canEdit ? h('td', {}, m.key !== session.org.key ? removeControl(p, m, rerender) : null) : null);
   });
   return h('section', { class: 'panel wide', 'aria-labelledby': 'members-h' },
     h('h2', { id: 'members-h' }, 'Members'),
     h('div', { class: 'table-wrap' }, h('table', {},
-      h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'Organisation'), h('th', { scope: 'col' }, 'Fingerprint'), h('th', { scope: 'col' }, 'Role'))),
+      h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'Organisation'), h('th', { scope: 'col' }, 'Fingerprint'), h('th', { scope: 'col' }, 'Role'),
+        canEdit ? h('th', { scope: 'col' }, h('span', { class: 'visually-hidden' }, 'Remove')) : null)),
       h('tbody', {}, rows))));
+}
+
+/** "Remove…", then an explicit confirmation naming the organisation. */
+function removeControl(p, m, rerender) {
+  const cell = h('div', { class: 'remove' });
+  const ask = h('button', {
+    type: 'button',
+    class: 'secondary',
+    'aria-label': `Remove ${m.name}…`,
+    onclick: () => {
+      const yes = h('button', {
+        type: 'button',
+        onclick: () => attempt(async () => {
+          await post(`/api/partnerships/${p.id}/members/${m.key}/remove`);
+          toast(`${m.name} is no longer a member.`);
+          rerender();
+        }),
+      }, `Remove ${m.name}`);
+      fill(cell,
+        h('p', { role: 'alert' }, `Remove ${m.name} from ${p.name}? Their past changes stay in the history; partners refuse anything they write after this.`),
+        yes,
+        h('button', { type: 'button', class: 'secondary', onclick: () => { fill(cell, ask); ask.focus(); } }, 'Cancel'));
+      yes.focus();
+    },
+  }, 'Remove…');
+  return fill(cell, ask);
 }
 
 /** Adds a partner to the roster and shows the invite code to send them. */
@@ -215,6 +290,10 @@ export function syncPanel(members = []) {
     fill(body,
       h('p', {}, `Last sync: ${when(status.last_sync)}`),
       status.problem ? h('p', { class: 'notice' }, `Last problem: ${status.problem}`) : null,
+      status.refusals.length
+        ? h('div', { class: 'notice', 'data-testid': 'refusals' }, h('p', {}, 'Refused changes (each was checked and not applied):'),
+          h('ul', {}, status.refusals.map((r) => h('li', {}, r))))
+        : null,
       status.connections.length
         ? h('ul', { 'data-testid': 'connections' }, status.connections.map((c) => h('li', {},
           c.relay ? 'Relay ' : (nameOf(c.key) || 'Partner '), h('code', {}, c.fingerprint || '?'))))

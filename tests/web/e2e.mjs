@@ -165,6 +165,7 @@ async function main() {
   await a.page.getByLabel('Partnership name').fill('Sharing Our Strengths');
   await a.page.getByRole('button', { name: 'Start' }).click();
   await a.page.getByRole('heading', { name: 'Sharing Our Strengths' }).waitFor();
+  const partnershipHash = new URL(a.page.url()).hash;
   await a.page.getByText('Add a relay or peer').click();
   await a.page.getByLabel('Address').fill(relayUrl);
   await a.page.getByLabel(/Its key/).fill(relayKey);
@@ -224,18 +225,75 @@ async function main() {
   await shot(a.page, 'a-after-concurrent-typing');
   await shot(b.page, 'b-after-concurrent-typing');
 
-  // A makes B a consultee: B's editor turns read-only, live.
+  // A makes B a consultee: B's editor turns comment-only, live.
   await a.page.getByRole('link', { name: 'Sharing Our Strengths' }).click();
   await a.page.getByLabel('Role of Beta Centre').selectOption('consultee');
   await a.page.getByText('Beta Centre is now a consultee.').waitFor();
-  await b.page.getByTestId('read-only').waitFor();
+  await b.page.getByTestId('comment-only').waitFor();
   assert(await purpose(b.page).evaluate((el) => el.readOnly), "B's purpose is read-only");
   const before = await valueOf(purpose(b.page));
   await purpose(b.page).click();
   await b.page.keyboard.type('Not allowed');
   assert(await valueOf(purpose(b.page)) === before, 'typing changes nothing for a consultee');
   assert(await b.page.getByRole('button', { name: /Add objective/ }).count() === 0, 'no add buttons for a consultee');
-  await shot(b.page, 'b-consultee-read-only');
+  assert(await b.page.getByRole('button', { name: 'Sign this version' }).count() === 0, 'a consultee cannot sign');
+  await shot(b.page, 'b-consultee-comment-only');
+
+  // B quotes the words it selected and comments; A, on the agreement, sees it live.
+  await a.page.getByRole('link', { name: 'Our MOU' }).click();
+  await purpose(a.page).waitFor();
+  // B selects the words it means (as by dragging the mouse over them).
+  await purpose(b.page).evaluate((el) => { el.focus(); el.setSelectionRange(0, 'Beta first.'.length); });
+  const purposeSection = (page) => page.locator('[data-section=purpose]');
+  await purposeSection(b.page).getByText('Comment on “Purpose and aims”').click();
+  const quoted = await purposeSection(b.page).getByLabel('Quoting (optional)').inputValue();
+  assert(quoted === 'Beta first.', `the selection is quoted: ${JSON.stringify(quoted)}`);
+  await purposeSection(b.page).getByLabel('Comment', { exact: true }).fill('Could we name the two towns?');
+  await purposeSection(b.page).getByRole('button', { name: 'Add comment' }).click();
+  await purposeSection(b.page).locator('.comment', { hasText: 'Could we name the two towns?' }).waitFor();
+  const seenByA = purposeSection(a.page).locator('.comment', { hasText: 'Could we name the two towns?' });
+  await seenByA.waitFor();
+  assert((await seenByA.textContent()).includes('Beta Centre'), "A sees B's name on the comment");
+  assert(await seenByA.locator('blockquote').textContent() === 'Beta first.', 'A sees the quote');
+  await shot(a.page, 'a-sees-b-comment-live');
+
+  // A resolves it; B sees it resolved.
+  await seenByA.getByRole('button', { name: 'Resolve Beta Centre’s comment' }).click();
+  for (const page of [a.page, b.page]) {
+    // Resolved comments fold away under "1 resolved comment(s)".
+    const resolved = purposeSection(page).locator('.comment.resolved');
+    await resolved.waitFor({ state: 'attached' });
+    const said = await resolved.textContent();
+    assert(said.includes('Could we name the two towns?') && said.includes('Resolved by Alpha Trust'), `resolved: ${said}`);
+  }
+  await purposeSection(b.page).getByText('1 resolved comment(s)').click();
+  await shot(b.page, 'b-sees-comment-resolved');
+
+  // A signs the current version: every decision maker (only A now) has signed.
+  await a.page.getByLabel('Statement').fill('Agreed by the Alpha Trust board');
+  await a.page.getByRole('button', { name: 'Sign this version' }).click();
+  const signedA = a.page.locator('[data-testid=signoff-status] li[data-state=current]', { hasText: 'Alpha Trust' });
+  await signedA.waitFor();
+  assert((await signedA.textContent()).includes('signed this version'), 'A is shown as signing this version');
+  await a.page.locator('[data-testid=signoff-banner][data-state=all]', { hasText: 'Every decision maker has signed this exact version.' }).waitFor();
+  await b.page.locator('[data-testid=signoff-status] li[data-state=current]', { hasText: 'Alpha Trust' }).waitFor();
+  const fingerprintA = await signedA.locator('code').first().textContent();
+  await shot(a.page, 'a-signed');
+  await shot(b.page, 'b-sees-a-signed');
+
+  // A types again: the banners say A signed an earlier version, on both pages.
+  await purpose(a.page).click();
+  await a.page.keyboard.press('Control+End');
+  await purpose(a.page).pressSequentially(' Revised.', { delay: 15 });
+  const earlier = (page) => page.locator('[data-testid=signoff-banner][data-state=earlier]', { hasText: 'Alpha Trust signed an earlier version' });
+  await earlier(a.page).waitFor();
+  await earlier(b.page).waitFor();
+  await a.page.locator('[data-testid=signoff-status] li[data-state=earlier]', { hasText: 'Alpha Trust' }).waitFor();
+  await shot(a.page, 'a-banner-signed-earlier-version');
+  await shot(b.page, 'b-banner-signed-earlier-version');
+  await a.page.getByRole('link', { name: 'Sharing Our Strengths' }).click();
+  await a.page.locator('[data-testid=agreements] [data-state=earlier]', { hasText: 'Alpha Trust signed an earlier version.' }).waitFor();
+  await shot(a.page, 'a-partnership-signoff-state');
 
   // History shows both organisations, and filters by one.
   await b.page.goto(`${originB}/${new URL(docUrlA).hash}/history`);
@@ -263,8 +321,20 @@ async function main() {
   const docId = new URL(docUrlA).hash.split('/')[2];
   await a.page.goto(`${originA}/export/${docId}/html`);
   await a.page.locator('h1', { hasText: 'Our MOU' }).waitFor();
-  assert((await a.page.content()).includes('Alpha writes this.'), 'the export has the purpose');
+  const exported = await a.page.content();
+  assert(exported.includes('Alpha writes this.'), 'the export has the purpose');
+  const signoffBlock = exported.slice(exported.indexOf('id="signoff-h"'));
+  assert(signoffBlock.includes(fingerprintA) && signoffBlock.includes('signed an earlier version on'), 'the export has the sign-off block with fingerprints');
+  assert(signoffBlock.includes('Agreed by the Alpha Trust board'), "the export has A's statement");
   await shot(a.page, 'a-printable-export');
+
+  // A removes B, after confirming.
+  await a.page.goto(`${originA}/${partnershipHash}`);
+  await a.page.getByRole('button', { name: 'Remove Beta Centre…' }).click();
+  await a.page.getByRole('button', { name: 'Remove Beta Centre', exact: true }).click();
+  await a.page.getByText('Beta Centre is no longer a member.').waitFor();
+  await a.page.locator(`tr[data-member="${keyB}"]`).waitFor({ state: 'detached' });
+  await shot(a.page, 'a-removed-b');
 
   // Refusals: no token, a foreign Host (DNS rebinding), a foreign Origin.
   await b.page.goto(`${originA}/`);

@@ -37,6 +37,7 @@ static ASSETS: &[Asset] = &[
     asset!("/screens.js", "screens.js", JS),
     asset!("/editor.js", "editor.js", JS),
     asset!("/history.js", "history.js", JS),
+    asset!("/trust.js", "trust.js", JS),
 ];
 
 pub(crate) fn routes() -> Router<Web> {
@@ -52,4 +53,28 @@ fn serve(asset: &'static Asset) -> Response {
         HeaderValue::from_static(asset.content_type),
     );
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ASSETS;
+
+    /// A module added to `web/` but not listed here would fail to load in
+    /// the browser only: catch it at `cargo test`.
+    #[test]
+    fn every_file_in_web_is_served() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../web");
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let name = entry.unwrap().file_name().into_string().unwrap();
+            let path = if name == "index.html" {
+                "/".to_owned()
+            } else {
+                format!("/{name}")
+            };
+            assert!(
+                ASSETS.iter().any(|a| a.path == path),
+                "web/{name} is not in ASSETS"
+            );
+        }
+    }
 }
