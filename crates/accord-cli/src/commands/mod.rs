@@ -129,6 +129,18 @@ pub fn dispatch(ctx: &Ctx, command: Command, io: &mut Io<'_>) -> Result<()> {
             output,
         } => trust::sign(io, ws, &doc, &statement, output.json),
         Command::Status { doc, output } => trust::status(io, ws, &doc, output.json),
+        Command::Blame { doc, field, output } => trust::blame(io, ws, &doc, &field, output.json),
+        Command::Diff {
+            doc,
+            from,
+            to,
+            output,
+        } => trust::diff(io, ws, &doc, from.as_deref(), to.as_deref(), output.json),
+        Command::Audit {
+            partnership,
+            output,
+        } => trust::audit(io, ws, &partnership, output.json),
+        Command::Verify { file, output } => trust::verify(io, ws, &file, output.json),
         Command::Export {
             doc,
             format,
