@@ -170,10 +170,7 @@ fn roles_comments_signoff_blame_history_and_verified_exports() {
     let c_key = t.c.key();
     let mine = t.a.json(&["history", &t.mou, "--org", "Gamma", "--json"]);
     let mine = mine.as_array().unwrap();
-    let expected = all
-        .iter()
-        .filter(|e| e["org"] == c_key.as_str())
-        .count();
+    let expected = all.iter().filter(|e| e["org"] == c_key.as_str()).count();
     assert_eq!(mine.len(), expected);
     assert!(expected >= 2, "C made at least two changes: {all:?}");
     assert!(mine.iter().all(|e| e["org"] == c_key.as_str()));
