@@ -94,6 +94,9 @@ fn roles_comments_signoff_blame_history_and_verified_exports() {
     sync_all(&t);
     let comments = t.b.json(&["comments", &t.mou, "--json"]);
     assert_eq!(comments[0]["resolved_by"], "Alpha Trust", "{comments}");
+    let shown = t.c.ok(&["doc", "show", &t.mou]);
+    assert!(shown.contains("## Comments"), "{shown}");
+    assert!(shown.contains("Which tenants?"), "{shown}");
 
     // Sign-off: A signs; C sees it; C edits; the status moves to "earlier".
     t.a.ok(&["sign", &t.mou, "--statement", "Alpha agrees."]);
@@ -174,6 +177,12 @@ fn roles_comments_signoff_blame_history_and_verified_exports() {
     assert_eq!(mine.len(), expected);
     assert!(expected >= 2, "C made at least two changes: {all:?}");
     assert!(mine.iter().all(|e| e["org"] == c_key.as_str()));
+    let since_long_ago =
+        t.a.json(&["history", &t.mou, "--since", "2000-01-01", "--json"]);
+    assert_eq!(since_long_ago.as_array().unwrap().len(), all.len());
+    let since_future =
+        t.a.json(&["history", &t.mou, "--since", "2999-01-01", "--json"]);
+    assert!(since_future.as_array().unwrap().is_empty());
 
     // Everyone signs the same version; an export verifies; a tampered one does not.
     for org in [&t.a, &t.b, &t.c] {

@@ -55,6 +55,9 @@ pub enum Command {
         /// Only changes by this organisation (name or fingerprint).
         #[arg(long, value_name = "ORG")]
         org: Option<String>,
+        /// Only changes made on or after this day (YYYY-MM-DD, by the writer's clock).
+        #[arg(long, value_name = "DATE")]
+        since: Option<String>,
         #[command(flatten)]
         output: JsonFlag,
     },

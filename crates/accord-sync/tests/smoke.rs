@@ -525,3 +525,83 @@ fn a_removed_members_later_change_is_refused() {
     t.m_edits(&sm, &sm, "After removal. ");
     assert_eq!(t.a_purpose(), before);
 }
+
+#[test]
+fn the_relay_refuses_a_forged_change_and_never_forwards_it() {
+    let (sa, sm, sr) = (
+        OrgSecret::from_seed([21; 32]),
+        OrgSecret::from_seed([22; 32]),
+        OrgSecret::from_seed([23; 32]),
+    );
+    let actor = new_document_actor(&sa, [0; 8]);
+    let (mut roster, _) =
+        Roster::create("P", &sa.public(), "A", [7; 16], actor.clone(), 1).unwrap();
+    roster
+        .add_member(&sm.public(), "M", Role::DecisionMaker, 1)
+        .unwrap();
+    let mou = DocId::random([5; 16]);
+    roster.add_document(mou, DocKind::Mou, "MOU").unwrap();
+    roster.commit("setup", 1);
+    let (mut agreement, _) = Agreement::create(
+        mou,
+        DocKind::Mou,
+        roster.id(),
+        "MOU",
+        actor,
+        &roster.view(),
+        1,
+    )
+    .unwrap();
+    let p = roster.id();
+    let mut a = Node::new(OrgSecret::from_seed(sa.seed()), PeerRole::Node);
+    a.add_local(p.roster_doc(), p, "roster", roster.doc_mut());
+    a.add_local(mou, p, "mou", agreement.doc_mut());
+    let mut relay = Node::new(OrgSecret::from_seed(sr.seed()), PeerRole::Relay);
+    connect(&mut a, &mut relay);
+    assert!(relay.doc(mou).is_some(), "the relay hosts the partnership");
+
+    let mut m = Node::new(OrgSecret::from_seed(sm.seed()), PeerRole::Node);
+    let out = m.engine.handle(Input::Want { partnership: p }, 0);
+    m.run(out, 0);
+    let (cm, cr) = connect(&mut m, &mut relay);
+    // M writes in A's name; it can only sign as M.
+    let roster_heads = m.doc(p.roster_doc()).unwrap().get_heads();
+    let mut doc = m
+        .doc(mou)
+        .unwrap()
+        .with_actor(new_document_actor(&sa, [9; 8]));
+    let (_, text) = doc.get(automerge::ROOT, "purpose").unwrap().unwrap();
+    {
+        use automerge::transaction::Transactable;
+        doc.splice_text(&text, 0, 0, "Forged. ").unwrap();
+    }
+    let hash = doc
+        .commit_with(CommitOptions::default().with_message(claim::with_claim("", &roster_heads)))
+        .unwrap();
+    let change = doc.get_change_by_hash(&hash).unwrap().raw_bytes().to_vec();
+    m.store.docs.get_mut(&mou).unwrap().1.push(change.clone());
+    let attestation = Attestation::sign(&sm, mou, &doc.get_heads());
+    let out = m.engine.handle(
+        Input::LocalChange {
+            doc: mou,
+            change,
+            attestation: attestation.to_bytes(),
+        },
+        0,
+    );
+    let queue = m.run(out, 0).into_iter().map(|(_, f)| (true, f)).collect();
+    pump(&mut m, &mut relay, cm, cr, queue);
+
+    assert!(!purpose(&relay.doc(mou).unwrap()).contains("Forged"));
+    assert!(
+        relay
+            .events
+            .iter()
+            .any(|e| matches!(e, Event::ChangesRefused { .. })),
+        "{:?}",
+        relay.events
+    );
+    // A reconnects to the relay: the forgery is not forwarded.
+    connect(&mut a, &mut relay);
+    assert!(!purpose(&a.doc(mou).unwrap()).contains("Forged"));
+}

@@ -330,6 +330,12 @@ impl Workspace {
     }
 }
 
+/// Unix seconds at the start (UTC) of a `YYYY-MM-DD` day, or `None` if it is not a date.
+pub fn day_start(text: &str) -> Option<i64> {
+    let date: jiff::civil::Date = text.trim().parse().ok()?;
+    Some(days_from_civil(date) * 86_400)
+}
+
 /// Days since 1970-01-01 of a calendar date (UTC), by Howard Hinnant's algorithm.
 fn days_from_civil(date: jiff::civil::Date) -> i64 {
     let (y, m, d) = (

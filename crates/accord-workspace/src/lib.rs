@@ -17,7 +17,9 @@ mod settings;
 mod trust;
 mod workspace;
 
-pub use audit::{DocDiff, ExportCheck, NamedSpan, OrgAudit, Piece, SIGNOFF_HEADING, SectionDiff};
+pub use audit::{
+    DocDiff, ExportCheck, NamedSpan, OrgAudit, Piece, SIGNOFF_HEADING, SectionDiff, day_start,
+};
 pub use error::WorkspaceError;
 pub use invite::Invite;
 pub use live::LiveDocument;

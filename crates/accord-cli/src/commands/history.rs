@@ -22,6 +22,7 @@ pub fn history(
     ws: &Workspace,
     doc: &str,
     org: Option<&str>,
+    since: Option<&str>,
     json: bool,
 ) -> Result<()> {
     let (doc, roster, entries) = ws.history(doc)?;
@@ -29,9 +30,14 @@ pub fn history(
         Some(org) => Some(roster.resolve_member(org)?.key),
         None => None,
     };
+    let since = match since {
+        Some(date) => Some(start_of_day(date)?),
+        None => None,
+    };
     let lines: Vec<HistoryLine> = entries
         .iter()
         .filter(|e| only.is_none() || e.org == only)
+        .filter(|e| since.is_none_or(|t| e.time >= t))
         .map(|entry| HistoryLine {
             entry,
             org_name: entry.org.map(|k| roster.display_name(&k)),
@@ -124,12 +130,19 @@ fn render(ws: &Workspace, doc: &str, format: ExportFormat) -> Result<String> {
     Ok(match format {
         ExportFormat::Html => {
             let mut html = markdown::render_html(&view, &roster, &options);
-            html.push_str(&signoff_html(&status));
+            let extra = signoff_html(&status) + &comments_html(&ws.comments(doc)?);
+            match html.rfind("</body>") {
+                Some(at) => html.insert_str(at, &extra),
+                None => html.push_str(&extra),
+            }
             html
         }
         _ => {
             let mut md = markdown::render(&view, &roster, &options);
             md.push_str(&signoff_markdown(&status));
+            md.push_str(&crate::commands::trust::comments_markdown(
+                &ws.comments(doc)?,
+            ));
             md.push_str(&ws.export_record(doc)?);
             md
         }
@@ -187,6 +200,40 @@ fn signoff_html(status: &[accord_workspace::MemberStatus]) -> String {
             "<li><strong>{}</strong> ({}) {line}</li>",
             escape(&m.name),
             m.key.fingerprint()
+        ));
+    }
+    out.push_str("</ul></section>\n");
+    out
+}
+
+/// Unix seconds at the start of `date` (YYYY-MM-DD), UTC.
+fn start_of_day(date: &str) -> Result<i64> {
+    accord_workspace::day_start(date)
+        .ok_or_else(|| anyhow::anyhow!("{date:?} is not a date: use YYYY-MM-DD"))
+}
+
+fn comments_html(comments: &[accord_workspace::CommentView]) -> String {
+    if comments.is_empty() {
+        return String::new();
+    }
+    let escape = |t: &str| {
+        t.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+            .replace('"', "&quot;")
+    };
+    let mut out = String::from("<section class=\"comments\"><h2>Comments</h2><ul>");
+    for c in comments {
+        let state = c
+            .resolved_by
+            .as_ref()
+            .map(|by| format!(" (resolved by {})", escape(by)))
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "<li><strong>{}</strong> on <code>{}</code>{state}: {}</li>",
+            escape(&c.author_name),
+            escape(&c.comment.field),
+            escape(&c.comment.text)
         ));
     }
     out.push_str("</ul></section>\n");

@@ -108,9 +108,12 @@ pub fn dispatch(ctx: &Ctx, command: Command, io: &mut Io<'_>) -> Result<()> {
         Command::Partnership(command) => partnership_command(io, ws, command),
         Command::Member(command) => member_command(io, ws, command),
         Command::Doc(command) => doc_command(io, ws, command),
-        Command::History { doc, org, output } => {
-            history::history(io, ws, &doc, org.as_deref(), output.json)
-        }
+        Command::History {
+            doc,
+            org,
+            since,
+            output,
+        } => history::history(io, ws, &doc, org.as_deref(), since.as_deref(), output.json),
         Command::Comment {
             doc,
             field,
