@@ -179,11 +179,11 @@ fn eventually<T>(what: &str, mut check: impl FnMut() -> Result<T, String>) -> T 
 // ---------------------------------------------------------------------------
 
 /// A running `accord relay`, with the address and key it printed.
-struct Relay {
+pub(crate) struct Relay {
     proc: Proc,
-    url: String,
+    pub(crate) url: String,
     port: u16,
-    key: String,
+    pub(crate) key: String,
 }
 
 impl std::fmt::Debug for Ending {
@@ -195,7 +195,7 @@ impl std::fmt::Debug for Ending {
 
 impl Relay {
     /// Starts a relay on `home`'s folder (port 0: any free port).
-    fn start(home: &Org, port: u16) -> Relay {
+    pub(crate) fn start(home: &Org, port: u16) -> Relay {
         let listen = format!("127.0.0.1:{port}");
         let mut proc = Proc::spawn(
             "accord relay",
@@ -280,7 +280,7 @@ fn http_get(port: u16, path: &str) -> String {
 // ---------------------------------------------------------------------------
 
 /// The result of one `accord sync --json`.
-struct SyncRun {
+pub(crate) struct SyncRun {
     ok: bool,
     code: Option<i32>,
     rows: Vec<Value>,
@@ -315,7 +315,7 @@ fn sync(org: &Org, urls: &[&str]) -> SyncRun {
 }
 
 /// `accord sync` that must succeed.
-fn sync_ok(org: &Org, who: &str, urls: &[&str]) -> SyncRun {
+pub(crate) fn sync_ok(org: &Org, who: &str, urls: &[&str]) -> SyncRun {
     let run = sync(org, urls);
     assert!(
         run.ok,
@@ -354,7 +354,7 @@ fn heads(org: &Org, doc: &str) -> Vec<String> {
     heads
 }
 
-fn purpose(org: &Org, doc: &str) -> String {
+pub(crate) fn purpose(org: &Org, doc: &str) -> String {
     org.doc(doc)["fields"]["purpose"]
         .as_str()
         .expect("purpose is text")
@@ -805,7 +805,7 @@ fn garbage_and_oversized_frames_close_only_that_connection() {
         // The right header, then bytes that are no frame.
         let mut garbage = vec![0u8; 200];
         getrandom::fill(&mut garbage).unwrap();
-        garbage[..3].copy_from_slice(&[b'A', 1, 0x7F]);
+        garbage[..3].copy_from_slice(&[b'A', accord_sync::wire::PROTOCOL_VERSION, 0x7F]);
         let (frames, how) = raw_exchange(&url, garbage).await;
         assert_error_frame(&frames, &how, "a malformed frame");
 

@@ -6,4 +6,5 @@ mod errors;
 mod story;
 mod support;
 mod sync;
+mod trust;
 mod web;

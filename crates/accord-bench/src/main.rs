@@ -16,6 +16,7 @@ mod sync_merge;
 mod sync_net;
 mod sync_reconnect;
 mod trace;
+mod trust_costs;
 
 use std::path::PathBuf;
 
@@ -56,6 +57,20 @@ enum Command {
     SyncReconnect(SyncArgs),
     /// Sync: the concurrent trace replayed by two organisations syncing at merges vs raw fork/merge.
     SyncMerge(SyncArgs),
+    /// Trust: signing every commit and verifying every received change vs the same without.
+    TrustCosts(TrustArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct TrustArgs {
+    /// A sequential trace.
+    trace: PathBuf,
+    /// Keystrokes replayed (the first N of the trace).
+    #[arg(long, default_value_t = 10_000)]
+    keystrokes: usize,
+    /// Repetitions of each variant; medians are reported.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -99,6 +114,9 @@ fn main() -> Result<()> {
             return sync_reconnect::run(&Trace::load(&a.trace)?, a.docs, a.rounds);
         }
         Command::SyncMerge(a) => return sync_merge::run(&a.trace, a.rounds),
+        Command::TrustCosts(a) => {
+            return trust_costs::run(&Trace::load(&a.trace)?, a.keystrokes, a.rounds);
+        }
         _ => {}
     }
     let diagnose = matches!(cli.command, Command::SpliceCosts(_));
@@ -108,7 +126,10 @@ fn main() -> Result<()> {
         Command::Storage(c) => (c, [false, false, true]),
         Command::All(c) => (c, [true, true, true]),
         Command::SpliceCosts(c) => (c, [false, false, false]),
-        Command::SyncClone(_) | Command::SyncReconnect(_) | Command::SyncMerge(_) => {
+        Command::SyncClone(_)
+        | Command::SyncReconnect(_)
+        | Command::SyncMerge(_)
+        | Command::TrustCosts(_) => {
             unreachable!("handled above")
         }
     };

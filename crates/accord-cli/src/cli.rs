@@ -55,6 +55,9 @@ pub enum Command {
         /// Only changes by this organisation (name or fingerprint).
         #[arg(long, value_name = "ORG")]
         org: Option<String>,
+        /// Only changes made on or after this day (YYYY-MM-DD, by the writer's clock).
+        #[arg(long, value_name = "DATE")]
+        since: Option<String>,
         #[command(flatten)]
         output: JsonFlag,
     },
@@ -79,6 +82,43 @@ pub enum Command {
         /// Mark this comment (its id) resolved.
         #[arg(long, value_name = "ID")]
         resolve: Option<String>,
+        #[command(flatten)]
+        output: JsonFlag,
+    },
+    /// The text of a field with each span attributed to the organisation that wrote it.
+    Blame {
+        /// The agreement: its id, or the start of its title.
+        doc: String,
+        /// A text field, e.g. purpose or roles.ORG.
+        field: String,
+        #[command(flatten)]
+        output: JsonFlag,
+    },
+    /// Word-level differences between two versions of an agreement.
+    ///
+    /// A version is `current`, a history position (3 = after the third
+    /// change), a date (2026-11-01) or a member who signed (its latest sign-off).
+    Diff {
+        /// The agreement: its id, or the start of its title.
+        doc: String,
+        /// The older version (default: the first change).
+        from: Option<String>,
+        /// The newer version (default: current).
+        to: Option<String>,
+        #[command(flatten)]
+        output: JsonFlag,
+    },
+    /// Per organisation: changes, documents touched, last activity, sign-offs, refusals.
+    Audit {
+        /// The partnership: its id, or the start of its name.
+        partnership: String,
+        #[command(flatten)]
+        output: JsonFlag,
+    },
+    /// Check an exported Markdown copy against this replica's record.
+    Verify {
+        /// The exported file (from `accord export DOC --format md`).
+        file: PathBuf,
         #[command(flatten)]
         output: JsonFlag,
     },

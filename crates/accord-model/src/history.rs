@@ -10,6 +10,7 @@ use accord_identity::OrgKey;
 use automerge::{AutoCommit, Patch, PatchAction, Prop};
 
 use crate::schema::{DocKind, Shape};
+use crate::trust::{Attestation, Candidate, covered};
 
 /// What one change did to one top-level field.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -38,6 +39,9 @@ pub struct HistoryEntry {
     pub seq: u64,
     pub message: Option<String>,
     pub fields: ChangeSummary,
+    /// Whether a valid signature of `org` covers this change (see
+    /// [`crate::trust`]). Unverified entries are shown as such, never as trusted.
+    pub verified: bool,
 }
 
 impl FieldChange {
@@ -71,9 +75,12 @@ fn plural(n: usize, one: &str, many: &str) -> String {
     }
 }
 
-/// Every change of `doc` in causal order, each with what it changed.
-pub fn history(doc: &mut AutoCommit) -> Vec<HistoryEntry> {
+/// Every change of `doc` in causal order, each with what it changed, and
+/// whether one of `attestations` (already signature-checked) covers it.
+pub fn history(doc: &mut AutoCommit, attestations: &[Attestation]) -> Vec<HistoryEntry> {
     let changes = doc.get_changes(&[]);
+    let candidates: Vec<Candidate> = changes.iter().map(Candidate::of_change).collect();
+    let verified = covered(&candidates, attestations);
     changes
         .iter()
         .map(|change| {
@@ -89,6 +96,7 @@ pub fn history(doc: &mut AutoCommit) -> Vec<HistoryEntry> {
                     .map(|m| crate::trust::claim::human(m).to_owned())
                     .filter(|m| !m.is_empty()),
                 fields: summarise(&patches),
+                verified: verified.contains(&change.hash()),
             }
         })
         .collect()

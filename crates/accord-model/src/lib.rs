@@ -11,6 +11,7 @@
 //! the new change for the caller to persist.
 
 mod agreement;
+mod blame;
 mod document;
 mod error;
 mod history;
@@ -26,6 +27,7 @@ pub mod trust;
 mod view;
 
 pub use agreement::Agreement;
+pub use blame::{BlameSpan, blame_text};
 pub use document::{CommittedChange, load_document, new_document_actor};
 pub use error::ModelError;
 pub use history::{ChangeSummary, FieldChange, HistoryEntry, history};

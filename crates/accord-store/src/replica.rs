@@ -273,6 +273,11 @@ impl Replica {
         })
     }
 
+    /// The attestations stored for document `doc`: (id, opaque record).
+    pub fn attestations(&self, doc: &DocKey) -> Result<Vec<KeyedRecord>, StoreError> {
+        self.read(|txn, path| read_records(txn, path, ATTESTATIONS, *doc))
+    }
+
     /// The refusals recorded for document `doc`: (change hash, opaque record).
     pub fn refusals(&self, doc: &DocKey) -> Result<Vec<KeyedRecord>, StoreError> {
         self.read(|txn, path| read_records(txn, path, REFUSALS, *doc))

@@ -26,6 +26,26 @@ struct NewChanges {
     changes: Vec<automerge::Change>,
 }
 
+/// Why messages held for one document are not applied together.
+enum Fallback {
+    /// Nothing was applied: take them one at a time (which judges precisely).
+    OneByOne,
+    /// Applying failed part-way: reload the document first.
+    Reload,
+}
+
+/// Most refused changes remembered per document.
+const MAX_REFUSED: usize = 10_000;
+
+fn remember_refused(slot: &mut DocSlot, refused: BTreeMap<ChangeHash, Vec<ChangeHash>>) {
+    for (h, deps) in refused {
+        if slot.refused.len() >= MAX_REFUSED {
+            break;
+        }
+        slot.refused.insert(h, deps);
+    }
+}
+
 /// A connection, named by the engine.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ConnId(pub u64);
@@ -487,10 +507,12 @@ impl Engine {
                     doc,
                     changes,
                     reason,
+                    hashes,
                 },
             ) => {
                 let reason: String = reason.chars().take(MAX_TEXT).collect();
                 let doc = DocId::from_bytes(doc);
+                self.peer_refused(doc, &hashes);
                 tracing::warn!(conn = id.0, %doc, changes, %reason, "the peer refused changes we sent");
                 self.out.events.push(Event::RefusedByPeer {
                     conn: id,
@@ -732,16 +754,22 @@ impl Engine {
                             self.fail(first, code, text);
                         }
                     }
-                    Ok(None) => {}
-                    Err(()) => {
-                        // Could not apply them together: reload the document and let
-                        // each message be applied on its own, failing only its sender.
-                        if let Some(slot) = self.docs.get_mut(&doc) {
+                    Ok(None) | Err(Fallback::OneByOne) => {}
+                    Err(Fallback::Reload) => {
+                        // Could not apply them together: reload the document (a
+                        // never-stored one starts empty again) and let each message
+                        // be applied on its own, failing only its sender.
+                        let stored = self.docs.get(&doc).is_some_and(|s| s.stored);
+                        let Some(slot) = self.docs.get_mut(&doc) else {
+                            continue;
+                        };
+                        if stored {
                             slot.residency = Residency::Unloaded;
                             slot.inbox.extend(messages);
+                            self.request_load(doc);
+                            continue;
                         }
-                        self.request_load(doc);
-                        continue;
+                        slot.residency = Residency::Loaded(Box::default());
                     }
                 }
             }
@@ -764,10 +792,10 @@ impl Engine {
         &mut self,
         doc: DocId,
         messages: &[(ConnId, Vec<u8>)],
-    ) -> std::result::Result<Option<Applied>, ()> {
+    ) -> std::result::Result<Option<Applied>, Fallback> {
         let mut changes = Vec::new();
         for (_, bytes) in messages {
-            let message = Message::decode(bytes).map_err(|_| ())?;
+            let message = Message::decode(bytes).map_err(|_| Fallback::OneByOne)?;
             for chunk in message.changes.iter() {
                 changes.extend_from_slice(chunk);
             }
@@ -784,15 +812,15 @@ impl Engine {
         };
         match self.screen(doc, &combined) {
             Ok(Ok(screened)) if screened.refused.is_empty() && screened.keep.is_none() => {}
-            _ => return Err(()),
+            _ => return Err(Fallback::OneByOne),
         }
         let Some(d) = self.docs.get_mut(&doc).and_then(DocSlot::doc_mut) else {
-            return Err(());
+            return Err(Fallback::OneByOne);
         };
         let before = d.get_heads();
         match catch_unwind(AssertUnwindSafe(|| d.load_incremental(&changes))) {
             Ok(Ok(_)) => {}
-            _ => return Err(()),
+            _ => return Err(Fallback::Reload),
         }
         let after = d.get_heads();
         if after == before {
@@ -981,9 +1009,17 @@ impl Engine {
         };
         if !screened.refused.is_empty() {
             self.report_refusals(id, doc, peer, &screened.refused);
+            if let Some(slot) = self.docs.get_mut(&doc) {
+                remember_refused(slot, screened.refused_deps);
+            }
         }
         if let Some(keep) = screened.keep {
             message.changes = keep.into();
+        }
+        if let Some(slot) = self.docs.get(&doc)
+            && !slot.refused.is_empty()
+        {
+            message.heads = provenance::without_refused(&message.heads, &slot.refused);
         }
         let mut state = self.take_state(id, doc, peer);
         let Some(slot) = self.docs.get_mut(&doc) else {
@@ -1168,18 +1204,16 @@ impl Engine {
             return Ok(Ok(provenance::Screened::default()));
         };
         let attestations = slot.attestations.all();
+        let known_refused = slot.refused.clone();
         let Residency::Loaded(current) = &mut slot.residency else {
             return Ok(Ok(provenance::Screened::default()));
         };
-        provenance::screen(
-            p,
-            rule,
-            current,
-            message,
-            &attestations,
-            self.rosters.get_mut(&p),
-            &mut slot.pending,
-        )
+        let known = provenance::Known {
+            attestations: &attestations,
+            pending: &mut slot.pending,
+            refused: &known_refused,
+        };
+        provenance::screen(p, rule, current, message, known, self.rosters.get_mut(&p))
     }
 
     /// Holds a message that names a roster version we lack, until the roster changes.
@@ -1264,6 +1298,11 @@ impl Engine {
                 doc: *doc.as_bytes(),
                 changes: refused.len() as u32,
                 reason: reason.chars().take(MAX_TEXT).collect(),
+                hashes: refused
+                    .iter()
+                    .take(crate::wire::MAX_LIST)
+                    .map(|(h, _, _)| h.0)
+                    .collect(),
             },
         );
     }
@@ -1683,21 +1722,31 @@ impl Engine {
         {
             return;
         }
+        let mut pending: Vec<(DocId, Vec<ChangeHash>)> = Vec::new();
         let settled = conn.docs.iter().all(|(doc, state)| {
             let Some(slot) = self.docs.get(doc) else {
                 return true;
             };
-            match state {
-                Some(state) => state
-                    .their_heads
-                    .as_ref()
-                    .is_some_and(|h| same_heads(h, &slot.heads)),
-                None => false,
+            match state.as_ref().and_then(|s| s.their_heads.as_ref()) {
+                Some(h) if same_heads(h, &slot.heads) => true,
+                Some(h) if !slot.refused.is_empty() => {
+                    pending.push((*doc, h.clone()));
+                    true
+                }
+                _ => false,
             }
         });
+        // Heads that differ only by changes one side refused are settled too.
+        let settled = settled
+            && pending
+                .into_iter()
+                .all(|(doc, theirs)| self.differs_only_by_refused(doc, &theirs));
         if !settled {
             return;
         }
+        let Some(conn) = self.conns.get(&id) else {
+            return;
+        };
         let states: Vec<(DocId, Vec<u8>)> = conn
             .docs
             .iter()
@@ -1717,6 +1766,42 @@ impl Engine {
             stats,
         });
         self.release_settled(id, peer);
+    }
+
+    /// Whether everything we hold beyond `theirs` is refused, and we hold all of `theirs`.
+    fn differs_only_by_refused(&mut self, doc: DocId, theirs: &[ChangeHash]) -> bool {
+        let Some(slot) = self.docs.get_mut(&doc) else {
+            return true;
+        };
+        let refused = slot.refused.clone();
+        let Some(d) = slot.doc_mut() else {
+            return false;
+        };
+        theirs
+            .iter()
+            .all(|h| d.get_change_meta_by_hash(h).is_some())
+            && d.get_changes_meta(theirs)
+                .iter()
+                .all(|m| refused.contains_key(&m.hash))
+    }
+
+    /// A peer refused some of our changes: remember which, so we stop
+    /// waiting for it to hold them.
+    fn peer_refused(&mut self, doc: DocId, hashes: &[[u8; 32]]) {
+        let Some(slot) = self.docs.get_mut(&doc) else {
+            return;
+        };
+        let Some(d) = slot.doc_mut() else {
+            return;
+        };
+        let known: BTreeMap<ChangeHash, Vec<ChangeHash>> = hashes
+            .iter()
+            .filter_map(|h| {
+                let h = ChangeHash(*h);
+                d.get_change_meta_by_hash(&h).map(|m| (h, m.deps.clone()))
+            })
+            .collect();
+        remember_refused(slot, known);
     }
 
     /// Once a connection is in sync, its per-document states are saved (in

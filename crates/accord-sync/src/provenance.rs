@@ -39,6 +39,9 @@ enum Source {
 #[derive(Default)]
 pub(crate) struct Screened {
     pub refused: Vec<(ChangeHash, Option<OrgKey>, Refusal)>,
+    /// The dependencies of each refused change, so heads that name it can
+    /// be read as heads without it.
+    pub refused_deps: BTreeMap<ChangeHash, Vec<ChangeHash>>,
     /// The accepted changes, when some were held back: replace the message's changes with these.
     pub keep: Option<Vec<u8>>,
 }
@@ -47,6 +50,16 @@ impl Screened {
     fn clean() -> Self {
         Self::default()
     }
+}
+
+/// What this replica already knows about a document, for judging a message.
+pub(crate) struct Known<'a> {
+    /// Attestations held and offered.
+    pub attestations: &'a [Attestation],
+    /// Changes from earlier messages waiting for their dependencies.
+    pub pending: &'a mut Vec<Change>,
+    /// Changes refused earlier, with their dependencies.
+    pub refused: &'a BTreeMap<ChangeHash, Vec<ChangeHash>>,
 }
 
 /// Why a message cannot be judged now.
@@ -74,10 +87,14 @@ pub(crate) fn screen(
     rule: Rule,
     current: &mut AutoCommit,
     message: &Message,
-    attestations: &[Attestation],
+    known: Known<'_>,
     roster: Option<&mut RosterHistory>,
-    pending: &mut Vec<Change>,
 ) -> Result<Result<Screened, String>, NotYet> {
+    let Known {
+        attestations,
+        pending,
+        refused: known_refused,
+    } = known;
     let source = match decode(message) {
         Ok(source) => source,
         Err(e) => return Ok(Err(e)),
@@ -106,7 +123,8 @@ pub(crate) fn screen(
         pending.clear();
         return Ok(Ok(Screened::clean()));
     }
-    let verdict = match rule {
+    let (built_on_refused, candidates) = split_built_on_refused(candidates, known_refused);
+    let mut verdict = match rule {
         Rule::Roster => {
             let changes = match &source {
                 Source::Changes(c) => c.clone(),
@@ -131,15 +149,52 @@ pub(crate) fn screen(
                 .map_err(|UnknownRoster| NotYet::Roster)?
         }
     };
+    for c in &built_on_refused {
+        verdict
+            .refused
+            .push((c.hash, c.org, Refusal::DependsOnRefused));
+    }
     if verdict.refused.is_empty() && verdict.waiting.is_empty() && !had_pending {
         return Ok(Ok(Screened::default()));
     }
+    let refused_deps = candidates
+        .iter()
+        .chain(built_on_refused.iter())
+        .filter(|c| verdict.refused.iter().any(|(h, _, _)| *h == c.hash))
+        .map(|c| (c.hash, c.deps.clone()))
+        .collect();
     let (keep, waiting) = split_accepted(source, &candidates, &verdict.accepted, &verdict.waiting);
     *pending = bounded(waiting);
     Ok(Ok(Screened {
         refused: verdict.refused,
+        refused_deps,
         keep: Some(keep),
     }))
+}
+
+/// Separates the candidates that build (directly or not) on a change
+/// refused earlier: they are refused without further judgement.
+fn split_built_on_refused(
+    candidates: Vec<Candidate>,
+    known_refused: &BTreeMap<ChangeHash, Vec<ChangeHash>>,
+) -> (Vec<Candidate>, Vec<Candidate>) {
+    if known_refused.is_empty() {
+        return (Vec::new(), candidates);
+    }
+    let mut tainted: BTreeSet<ChangeHash> = known_refused.keys().copied().collect();
+    let mut rest = candidates;
+    let mut out = Vec::new();
+    loop {
+        let (bad, good): (Vec<Candidate>, Vec<Candidate>) = rest
+            .into_iter()
+            .partition(|c| c.deps.iter().any(|d| tainted.contains(d)));
+        rest = good;
+        if bad.is_empty() {
+            return (out, rest);
+        }
+        tainted.extend(bad.iter().map(|c| c.hash));
+        out.extend(bad);
+    }
 }
 
 /// Most bytes of changes kept waiting for their dependencies, per document.
@@ -379,3 +434,27 @@ fn superseded(doc: &mut AutoCommit, old: &[ChangeHash], new: &[ChangeHash]) -> b
 }
 
 const SUPERSEDE_WALK: usize = 8192;
+
+/// Reads `heads` as if the `refused` changes did not exist: each refused
+/// head is replaced by its dependencies, recursively. Peers keep naming
+/// changes we refused; without this, Automerge would ask for them forever.
+pub(crate) fn without_refused(
+    heads: &[ChangeHash],
+    refused: &BTreeMap<ChangeHash, Vec<ChangeHash>>,
+) -> Vec<ChangeHash> {
+    let mut out = BTreeSet::new();
+    let mut seen = BTreeSet::new();
+    let mut stack: Vec<ChangeHash> = heads.to_vec();
+    while let Some(h) = stack.pop() {
+        if !seen.insert(h) {
+            continue;
+        }
+        match refused.get(&h) {
+            Some(deps) => stack.extend(deps.iter().copied()),
+            None => {
+                out.insert(h);
+            }
+        }
+    }
+    out.into_iter().collect()
+}

@@ -45,6 +45,9 @@ pub(crate) struct DocSlot {
     pub parked: Vec<(ConnId, Vec<u8>)>,
     /// Received changes that wait for dependencies we lack (see `provenance::screen`).
     pub pending: Vec<automerge::Change>,
+    /// Changes refused here, or by a peer, with their dependencies: never
+    /// expected to be held by the other side (bounded, see the engine).
+    pub refused: BTreeMap<ChangeHash, Vec<ChangeHash>>,
 }
 
 impl DocSlot {
@@ -61,6 +64,7 @@ impl DocSlot {
             attestations: Attestations::default(),
             parked: Vec::new(),
             pending: Vec::new(),
+            refused: BTreeMap::new(),
         }
     }
 

@@ -117,6 +117,9 @@ pub enum Frame {
         doc: [u8; 16],
         changes: u32,
         reason: String,
+        /// The refused changes' hashes (at most [`MAX_LIST`]), so the
+        /// sender knows which of its changes the receiver will never hold.
+        hashes: Vec<[u8; 32]>,
     },
 }
 

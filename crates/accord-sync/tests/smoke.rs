@@ -213,3 +213,395 @@ fn a_member_receives_the_partnership_and_a_non_member_is_refused() {
         c.events
     );
 }
+
+// ---- trust: verification before apply ----------------------------------------
+
+use accord_model::automerge::transaction::CommitOptions;
+use accord_model::trust::claim;
+use accord_model::{Comment, Notes};
+use automerge::ReadDoc;
+
+/// A partnership of A (creator, decision maker) and M (in `m_role`), with
+/// one MOU; A holds everything, M has synced it.
+struct Trust {
+    a: Node,
+    m: Node,
+    sa: OrgSecret,
+    sm: OrgSecret,
+    p: accord_model::PartnershipId,
+    mou: DocId,
+}
+
+fn trust_setup(m_role: Role) -> Trust {
+    let (sa, sm) = (
+        OrgSecret::from_seed([11; 32]),
+        OrgSecret::from_seed([12; 32]),
+    );
+    let actor = new_document_actor(&sa, [0; 8]);
+    let (mut roster, _) =
+        Roster::create("P", &sa.public(), "A", [6; 16], actor.clone(), 1).unwrap();
+    roster.add_member(&sm.public(), "M", m_role, 1).unwrap();
+    let mou = DocId::random([8; 16]);
+    roster.add_document(mou, DocKind::Mou, "MOU").unwrap();
+    roster.commit("setup", 1);
+    let (mut agreement, _) = Agreement::create(
+        mou,
+        DocKind::Mou,
+        roster.id(),
+        "MOU",
+        actor,
+        &roster.view(),
+        1,
+    )
+    .unwrap();
+    let p = roster.id();
+    let mut a = Node::new(OrgSecret::from_seed(sa.seed()), PeerRole::Node);
+    a.add_local(p.roster_doc(), p, "roster", roster.doc_mut());
+    a.add_local(mou, p, "mou", agreement.doc_mut());
+    let mut m = Node::new(OrgSecret::from_seed(sm.seed()), PeerRole::Node);
+    let out = m.engine.handle(Input::Want { partnership: p }, 0);
+    m.run(out, 0);
+    connect(&mut m, &mut a);
+    assert!(m.doc(mou).is_some(), "M received the MOU");
+    Trust {
+        a,
+        m,
+        sa,
+        sm,
+        p,
+        mou,
+    }
+}
+
+impl Trust {
+    /// M writes `text` into the MOU's purpose as `author` (actor key), signs
+    /// the result with `signer`, stores it on M's side and syncs with A.
+    fn m_edits(
+        &mut self,
+        author: &OrgSecret,
+        signer: &OrgSecret,
+        text: &str,
+    ) -> automerge::ChangeHash {
+        let roster_heads = self.m.doc(self.p.roster_doc()).unwrap().get_heads();
+        let mut doc = self
+            .m
+            .doc(self.mou)
+            .unwrap()
+            .with_actor(new_document_actor(author, [9; 8]));
+        let (_, purpose) = doc.get(automerge::ROOT, "purpose").unwrap().unwrap();
+        use automerge::transaction::Transactable;
+        doc.splice_text(&purpose, 0, 0, text).unwrap();
+        let hash = doc
+            .commit_with(
+                CommitOptions::default().with_message(claim::with_claim("", &roster_heads)),
+            )
+            .unwrap();
+        let change = doc.get_change_by_hash(&hash).unwrap().raw_bytes().to_vec();
+        self.m_local(self.mou, change, signer, doc.get_heads());
+        hash
+    }
+
+    fn m_local(
+        &mut self,
+        doc: DocId,
+        change: Vec<u8>,
+        signer: &OrgSecret,
+        heads: Vec<automerge::ChangeHash>,
+    ) {
+        self.m
+            .store
+            .docs
+            .get_mut(&doc)
+            .unwrap()
+            .1
+            .push(change.clone());
+        let attestation = Attestation::sign(signer, doc, &heads);
+        self.m
+            .attestations
+            .entry(doc)
+            .or_default()
+            .push(attestation.to_bytes());
+        let out = self.m.engine.handle(
+            Input::LocalChange {
+                doc,
+                change,
+                attestation: attestation.to_bytes(),
+            },
+            0,
+        );
+        self.deliver(out, true);
+    }
+
+    /// Runs M's outputs and delivers frames both ways until quiet.
+    fn deliver(&mut self, out: Outputs, from_m: bool) {
+        let frames = if from_m {
+            self.m.run(out, 0)
+        } else {
+            self.a.run(out, 0)
+        };
+        let ids = (ConnId(1), ConnId(1));
+        let queue = frames.into_iter().map(|(_, f)| (from_m, f)).collect();
+        // M dialled (connect(m, a)): M's connection and A's are both the first.
+        pump(&mut self.m, &mut self.a, ids.0, ids.1, queue);
+    }
+
+    fn a_purpose(&self) -> String {
+        purpose(&self.a.doc(self.mou).unwrap())
+    }
+
+    fn a_refusals(&self) -> Vec<String> {
+        self.a
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                Event::ChangesRefused { reason, .. } => Some(reason.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+#[test]
+fn a_decision_makers_signed_edit_is_accepted() {
+    let mut t = trust_setup(Role::DecisionMaker);
+    let sm = OrgSecret::from_seed(t.sm.seed());
+    t.m_edits(&sm, &sm, "Agreed: ");
+    assert!(t.a_purpose().starts_with("Agreed: "), "{:?}", t.a_purpose());
+    assert!(t.a_refusals().is_empty(), "{:?}", t.a_refusals());
+}
+
+#[test]
+fn a_forged_change_is_refused_and_so_is_everything_built_on_it() {
+    let mut t = trust_setup(Role::DecisionMaker);
+    let (sa, sm) = (
+        OrgSecret::from_seed(t.sa.seed()),
+        OrgSecret::from_seed(t.sm.seed()),
+    );
+    // M writes in A's name (A's key in the actor id) but can only sign as M.
+    t.m_edits(&sa, &sm, "Forged by M as A. ");
+    assert!(!t.a_purpose().contains("Forged"), "{:?}", t.a_purpose());
+    let refusals = t.a_refusals();
+    assert!(
+        refusals.iter().any(|r| r.contains("no valid signature")),
+        "{refusals:?}"
+    );
+    assert!(
+        t.m.events
+            .iter()
+            .any(|e| matches!(e, Event::RefusedByPeer { .. })),
+        "the sender is told"
+    );
+    // M's honest follow-up builds on the forged change: refused too.
+    t.m_edits(&sm, &sm, "Honest but built on a forgery. ");
+    assert!(!t.a_purpose().contains("Honest"), "{:?}", t.a_purpose());
+    let stored: Vec<u8> = t.a.store.docs[&t.mou].1.concat();
+    assert!(
+        !String::from_utf8_lossy(&stored).contains("Forged"),
+        "nothing refused is stored"
+    );
+}
+
+#[test]
+fn a_change_with_a_tampered_attestation_is_refused() {
+    let mut t = trust_setup(Role::DecisionMaker);
+    let sm = OrgSecret::from_seed(t.sm.seed());
+    let other = OrgSecret::from_seed([99; 32]);
+    t.m_edits(&sm, &other, "Signed by a stranger. ");
+    assert!(!t.a_purpose().contains("stranger"));
+    assert!(!t.a_refusals().is_empty());
+}
+
+#[test]
+fn a_consultee_cannot_change_agreement_text_but_can_comment() {
+    let mut t = trust_setup(Role::Consultee);
+    let sm = OrgSecret::from_seed(t.sm.seed());
+    t.m_edits(&sm, &sm, "Consultee rewrite. ");
+    assert!(!t.a_purpose().contains("Consultee"));
+    assert!(
+        t.a_refusals()
+            .iter()
+            .any(|r| r.contains("consultee may not")),
+        "{:?}",
+        t.a_refusals()
+    );
+
+    // A comment in M's own notes is accepted.
+    let roster_heads = t.m.doc(t.p.roster_doc()).unwrap().get_heads();
+    let actor = new_document_actor(&sm, [3; 8]);
+    let mut notes = Notes::create(t.p, &sm.public(), actor, &roster_heads).unwrap();
+    notes
+        .add_comment(&Comment {
+            id: "c1".into(),
+            author: sm.public(),
+            doc: t.mou,
+            field: "purpose".into(),
+            quote: None,
+            text: "Could we name the outcomes?".into(),
+            created: 5,
+        })
+        .unwrap();
+    notes.commit("comment", 5);
+    let id = notes.id();
+    let heads = notes.doc_mut().get_heads();
+    t.m.store
+        .docs
+        .insert(id, (notes.doc_mut().save(), Vec::new()));
+    let attestation = Attestation::sign(&sm, id, &heads);
+    t.m.attestations.insert(id, vec![attestation.to_bytes()]);
+    let out = t.m.engine.handle(
+        Input::Known {
+            doc: id,
+            partnership: t.p,
+            kind: "notes".into(),
+            heads,
+        },
+        0,
+    );
+    t.deliver(out, true);
+    let held = t.a.doc(id).expect("A received M's notes");
+    let notes = Notes::from_doc(t.p, &sm.public(), held, &[]).unwrap();
+    assert_eq!(notes.comments().len(), 1);
+}
+
+#[test]
+fn an_informed_party_cannot_comment_or_edit() {
+    let mut t = trust_setup(Role::Informed);
+    let sm = OrgSecret::from_seed(t.sm.seed());
+    t.m_edits(&sm, &sm, "Informed edit. ");
+    assert!(!t.a_purpose().contains("Informed"));
+    assert!(!t.a_refusals().is_empty());
+}
+
+#[test]
+fn a_removed_members_later_change_is_refused() {
+    let mut t = trust_setup(Role::DecisionMaker);
+    let (sa, sm) = (
+        OrgSecret::from_seed(t.sa.seed()),
+        OrgSecret::from_seed(t.sm.seed()),
+    );
+    // A removes M; M receives the new roster before its next edit.
+    let mut roster = Roster::from_doc(
+        t.p,
+        t.a.doc(t.p.roster_doc())
+            .unwrap()
+            .with_actor(new_document_actor(&sa, [4; 8])),
+    )
+    .unwrap();
+    roster.remove_member(&sm.public()).unwrap();
+    let change = roster.commit("removed M", 3).unwrap();
+    t.a.store
+        .docs
+        .get_mut(&t.p.roster_doc())
+        .unwrap()
+        .1
+        .push(change.bytes.clone());
+    let heads = roster.doc_mut().get_heads();
+    let attestation = Attestation::sign(&sa, t.p.roster_doc(), &heads);
+    t.a.attestations
+        .entry(t.p.roster_doc())
+        .or_default()
+        .push(attestation.to_bytes());
+    let out = t.a.engine.handle(
+        Input::LocalChange {
+            doc: t.p.roster_doc(),
+            change: change.bytes,
+            attestation: attestation.to_bytes(),
+        },
+        0,
+    );
+    // Deliver to M through the still-open connection (A revokes M at once,
+    // so M learns of the removal only if it already has it: give it directly).
+    t.deliver(out, false);
+    let removal = t.a.store.docs[&t.p.roster_doc()].1.last().cloned().unwrap();
+    t.m.store
+        .docs
+        .get_mut(&t.p.roster_doc())
+        .unwrap()
+        .1
+        .push(removal);
+    // M edits under the roster without it: A refuses (M is no longer shared
+    // anything, so reconnecting is refused too).
+    let before = t.a_purpose();
+    t.m_edits(&sm, &sm, "After removal. ");
+    assert_eq!(t.a_purpose(), before);
+}
+
+#[test]
+fn the_relay_refuses_a_forged_change_and_never_forwards_it() {
+    let (sa, sm, sr) = (
+        OrgSecret::from_seed([21; 32]),
+        OrgSecret::from_seed([22; 32]),
+        OrgSecret::from_seed([23; 32]),
+    );
+    let actor = new_document_actor(&sa, [0; 8]);
+    let (mut roster, _) =
+        Roster::create("P", &sa.public(), "A", [7; 16], actor.clone(), 1).unwrap();
+    roster
+        .add_member(&sm.public(), "M", Role::DecisionMaker, 1)
+        .unwrap();
+    let mou = DocId::random([5; 16]);
+    roster.add_document(mou, DocKind::Mou, "MOU").unwrap();
+    roster.commit("setup", 1);
+    let (mut agreement, _) = Agreement::create(
+        mou,
+        DocKind::Mou,
+        roster.id(),
+        "MOU",
+        actor,
+        &roster.view(),
+        1,
+    )
+    .unwrap();
+    let p = roster.id();
+    let mut a = Node::new(OrgSecret::from_seed(sa.seed()), PeerRole::Node);
+    a.add_local(p.roster_doc(), p, "roster", roster.doc_mut());
+    a.add_local(mou, p, "mou", agreement.doc_mut());
+    let mut relay = Node::new(OrgSecret::from_seed(sr.seed()), PeerRole::Relay);
+    connect(&mut a, &mut relay);
+    assert!(relay.doc(mou).is_some(), "the relay hosts the partnership");
+
+    let mut m = Node::new(OrgSecret::from_seed(sm.seed()), PeerRole::Node);
+    let out = m.engine.handle(Input::Want { partnership: p }, 0);
+    m.run(out, 0);
+    let (cm, cr) = connect(&mut m, &mut relay);
+    // M writes in A's name; it can only sign as M.
+    let roster_heads = m.doc(p.roster_doc()).unwrap().get_heads();
+    let mut doc = m
+        .doc(mou)
+        .unwrap()
+        .with_actor(new_document_actor(&sa, [9; 8]));
+    let (_, text) = doc.get(automerge::ROOT, "purpose").unwrap().unwrap();
+    {
+        use automerge::transaction::Transactable;
+        doc.splice_text(&text, 0, 0, "Forged. ").unwrap();
+    }
+    let hash = doc
+        .commit_with(CommitOptions::default().with_message(claim::with_claim("", &roster_heads)))
+        .unwrap();
+    let change = doc.get_change_by_hash(&hash).unwrap().raw_bytes().to_vec();
+    m.store.docs.get_mut(&mou).unwrap().1.push(change.clone());
+    let attestation = Attestation::sign(&sm, mou, &doc.get_heads());
+    let out = m.engine.handle(
+        Input::LocalChange {
+            doc: mou,
+            change,
+            attestation: attestation.to_bytes(),
+        },
+        0,
+    );
+    let queue = m.run(out, 0).into_iter().map(|(_, f)| (true, f)).collect();
+    pump(&mut m, &mut relay, cm, cr, queue);
+
+    assert!(!purpose(&relay.doc(mou).unwrap()).contains("Forged"));
+    assert!(
+        relay
+            .events
+            .iter()
+            .any(|e| matches!(e, Event::ChangesRefused { .. })),
+        "{:?}",
+        relay.events
+    );
+    // A reconnects to the relay: the forgery is not forwarded.
+    connect(&mut a, &mut relay);
+    assert!(!purpose(&a.doc(mou).unwrap()).contains("Forged"));
+}

@@ -45,6 +45,14 @@ pub enum WorkspaceError {
         "this invite is for another organisation (fingerprint {fingerprint}); check `accord whoami` and ask for a new invite"
     )]
     InviteForSomeoneElse { fingerprint: String },
+    #[error(
+        "no such version {0}; use current, a history position, a date (YYYY-MM-DD) or a member who signed"
+    )]
+    NoSuchVersion(String),
+    #[error(
+        "this file is not an Accord export that can be checked: {0}; export it again with `accord export DOC --format md`"
+    )]
+    BadExport(String),
     #[error("no comment {0:?} on this document: see `accord comment list DOC`")]
     NoSuchComment(String),
     #[error("could not get randomness from the operating system: {0}")]

@@ -7,6 +7,7 @@
 //! related roster change) in one durable redb transaction before returning.
 //! When a call returns `Ok`, the edit survives `kill -9`.
 
+mod audit;
 mod error;
 mod invite;
 mod live;
@@ -16,6 +17,9 @@ mod settings;
 mod trust;
 mod workspace;
 
+pub use audit::{
+    DocDiff, ExportCheck, NamedSpan, OrgAudit, Piece, SIGNOFF_HEADING, SectionDiff, day_start,
+};
 pub use error::WorkspaceError;
 pub use invite::Invite;
 pub use live::LiveDocument;

@@ -426,7 +426,8 @@ impl Workspace {
         let doc = self.document(selector)?;
         let roster = self.load_roster(doc.partnership)?.0.view();
         let (mut agreement, _) = self.load_agreement(doc.id)?;
-        let entries = history(agreement.doc_mut());
+        let attestations = self.attestations(doc.id)?;
+        let entries = history(agreement.doc_mut(), &attestations);
         Ok((doc, roster, entries))
     }
 

@@ -71,17 +71,20 @@ pub fn show(io: &mut Io<'_>, ws: &Workspace, doc: &str, format: ShowFormat) -> R
     let (view, roster) = ws.view(doc)?;
     match format {
         ShowFormat::Json => output::json(io, &view.to_json()),
-        ShowFormat::Md => output::text(
-            io,
-            &markdown::render(
+        ShowFormat::Md => {
+            let mut text = markdown::render(
                 &view,
                 &roster,
                 &RenderOptions {
                     prompts: true,
                     editable: false,
                 },
-            ),
-        ),
+            );
+            text.push_str(&crate::commands::trust::comments_markdown(
+                &ws.comments(doc)?,
+            ));
+            output::text(io, &text)
+        }
     }
 }
 

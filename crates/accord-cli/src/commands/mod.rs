@@ -108,9 +108,12 @@ pub fn dispatch(ctx: &Ctx, command: Command, io: &mut Io<'_>) -> Result<()> {
         Command::Partnership(command) => partnership_command(io, ws, command),
         Command::Member(command) => member_command(io, ws, command),
         Command::Doc(command) => doc_command(io, ws, command),
-        Command::History { doc, org, output } => {
-            history::history(io, ws, &doc, org.as_deref(), output.json)
-        }
+        Command::History {
+            doc,
+            org,
+            since,
+            output,
+        } => history::history(io, ws, &doc, org.as_deref(), since.as_deref(), output.json),
         Command::Comment {
             doc,
             field,
@@ -129,6 +132,18 @@ pub fn dispatch(ctx: &Ctx, command: Command, io: &mut Io<'_>) -> Result<()> {
             output,
         } => trust::sign(io, ws, &doc, &statement, output.json),
         Command::Status { doc, output } => trust::status(io, ws, &doc, output.json),
+        Command::Blame { doc, field, output } => trust::blame(io, ws, &doc, &field, output.json),
+        Command::Diff {
+            doc,
+            from,
+            to,
+            output,
+        } => trust::diff(io, ws, &doc, from.as_deref(), to.as_deref(), output.json),
+        Command::Audit {
+            partnership,
+            output,
+        } => trust::audit(io, ws, &partnership, output.json),
+        Command::Verify { file, output } => trust::verify(io, ws, &file, output.json),
         Command::Export {
             doc,
             format,

@@ -1,6 +1,8 @@
 //! Comments, sign-off, status and member removal.
 
-use accord_workspace::{SignOffState, Workspace};
+use std::path::Path;
+
+use accord_workspace::{Piece, SignOffState, Workspace};
 use anyhow::Result;
 
 use crate::output::{self, Io};
@@ -152,4 +154,145 @@ fn short(heads: &str) -> String {
         .map(|h| h.chars().take(12).collect::<String>())
         .collect::<Vec<_>>()
         .join(",")
+}
+
+pub fn blame(io: &mut Io<'_>, ws: &Workspace, doc: &str, field: &str, json: bool) -> Result<()> {
+    let spans = ws.blame(doc, field)?;
+    if json {
+        return output::json(io, &spans);
+    }
+    if spans.is_empty() {
+        writeln!(io.out, "{field} is empty.")?;
+    }
+    for s in spans {
+        writeln!(io.out, "[{}] {}", s.org_name, s.span.text)?;
+    }
+    Ok(())
+}
+
+pub fn diff(
+    io: &mut Io<'_>,
+    ws: &Workspace,
+    doc: &str,
+    from: Option<&str>,
+    to: Option<&str>,
+    json: bool,
+) -> Result<()> {
+    let diff = ws.diff(doc, from, to)?;
+    if json {
+        return output::json(io, &diff);
+    }
+    if diff.sections.is_empty() {
+        writeln!(
+            io.out,
+            "No differences between {} and {}.",
+            diff.from, diff.to
+        )?;
+        return Ok(());
+    }
+    writeln!(
+        io.out,
+        "Changes from {} to {} ([-removed-] {{+added+}}):",
+        diff.from, diff.to
+    )?;
+    for section in diff.sections {
+        writeln!(io.out)?;
+        writeln!(io.out, "## {}", section.section)?;
+        let mut line = String::new();
+        for piece in section.pieces {
+            match piece {
+                Piece::Same(t) => line.push_str(&t),
+                Piece::Added(t) => line.push_str(&format!("{{+{t}+}}")),
+                Piece::Removed(t) => line.push_str(&format!("[-{t}-]")),
+            }
+        }
+        writeln!(io.out, "{}", line.trim_end())?;
+    }
+    Ok(())
+}
+
+pub fn audit(io: &mut Io<'_>, ws: &Workspace, partnership: &str, json: bool) -> Result<()> {
+    let rows = ws.audit(partnership)?;
+    if json {
+        return output::json(io, &rows);
+    }
+    for r in rows {
+        let role = r.role.map_or("former member".to_owned(), |r| r.to_string());
+        writeln!(io.out, "{} ({}, {})", r.name, r.key.fingerprint(), role)?;
+        let last = r.last_activity.map_or("never".to_owned(), output::time);
+        writeln!(
+            io.out,
+            "    {} changes ({} unverified), last activity {last}",
+            r.changes, r.unverified_changes
+        )?;
+        if !r.documents_touched.is_empty() {
+            writeln!(io.out, "    documents: {}", r.documents_touched.join(", "))?;
+        }
+        writeln!(
+            io.out,
+            "    {} sign-offs given, {} changes refused by this replica",
+            r.signoffs, r.refusals
+        )?;
+    }
+    Ok(())
+}
+
+pub fn verify(io: &mut Io<'_>, ws: &Workspace, file: &Path, json: bool) -> Result<()> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| anyhow::anyhow!("could not read {}: {e}", file.display()))?;
+    let check = ws.verify_export(&text)?;
+    if json {
+        output::json(io, &check)?;
+    } else {
+        writeln!(
+            io.out,
+            "{} at version {}",
+            check.document,
+            short(&check.version)
+        )?;
+        if check.text_matches {
+            writeln!(
+                io.out,
+                "The text matches this replica's record of that version."
+            )?;
+        } else {
+            writeln!(
+                io.out,
+                "The text DIFFERS from this replica's record of that version."
+            )?;
+        }
+        for (who, ok) in &check.signoffs {
+            let state = if *ok { "verified" } else { "NOT VALID" };
+            writeln!(io.out, "Sign-off by {who}: {state}")?;
+        }
+    }
+    if !check.text_matches || check.signoffs.iter().any(|(_, ok)| !ok) {
+        anyhow::bail!("the copy does not match the record");
+    }
+    Ok(())
+}
+
+/// The comments of an agreement as a Markdown section (empty when there are none).
+pub fn comments_markdown(comments: &[accord_workspace::CommentView]) -> String {
+    if comments.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from("\n## Comments\n\n");
+    for c in comments {
+        let state = match &c.resolved_by {
+            Some(by) => format!(" (resolved by {by})"),
+            None => String::new(),
+        };
+        out.push_str(&format!(
+            "- **{}** on `{}`, {}{state}: {}\n",
+            c.author_name,
+            c.comment.field,
+            output::time(c.comment.created),
+            c.comment.text
+        ));
+        if let Some(quote) = &c.comment.quote {
+            out.push_str(&format!("  > {quote}\n"));
+        }
+    }
+    out
 }
