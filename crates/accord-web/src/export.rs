@@ -1,15 +1,17 @@
 //! Exports of an agreement: the printable page, the Markdown, and the
 //! standard Automerge file.
 //!
-//! The printable page and the Markdown end with a sign-off block: who
-//! signed which version and when, with fingerprints and the full version
-//! (change hashes), so a printed copy can be checked against any partner's
-//! replica. The block is built here from `Workspace::status`, after the
-//! model's renderer has drawn the agreement itself.
+//! The printable page and the Markdown end with a sign-off block (who
+//! signed which version and when, with fingerprints and the full version,
+//! its change hashes) and the comments. The Markdown also carries the
+//! workspace's machine-readable record, so `accord verify` checks a copy
+//! saved from the page against any partner's replica exactly as it checks
+//! one from `accord export`: its body must be the model's plain rendering,
+//! followed by [`SIGNOFF_HEADING`].
 
 use accord_model::markdown::{self, RenderOptions};
 use accord_model::{Role, join_heads};
-use accord_workspace::{MemberStatus, SignOffState, Workspace};
+use accord_workspace::{CommentView, MemberStatus, SIGNOFF_HEADING, SignOffState, Workspace};
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, header};
@@ -36,6 +38,8 @@ async fn export(
             let mut text = markdown::render(&view, &roster, &RenderOptions::default());
             let block = SignOffBlock::new(&r.ws, &id)?;
             text.push_str(&block.markdown());
+            text.push_str(&comments_markdown(&r.ws.comments(&id)?));
+            text.push_str(&r.ws.export_record(&id)?);
             Ok((
                 [(header::CONTENT_TYPE, "text/markdown; charset=utf-8")],
                 text,
@@ -68,7 +72,7 @@ async fn export(
 fn html(ws: &Workspace, id: &str) -> Result<Response, WebError> {
     let (view, roster) = ws.view(id)?;
     let page = markdown::render_html(&view, &roster, &RenderOptions::default());
-    let block = SignOffBlock::new(ws, id)?.html();
+    let block = SignOffBlock::new(ws, id)?.html() + &comments_html(&ws.comments(id)?);
     // Before the footer (which names the version), inside the page.
     let page = match page.find("<footer>") {
         Some(at) => format!("{}{block}{}", &page[..at], &page[at..]),
@@ -156,7 +160,7 @@ impl SignOffBlock {
 
     fn markdown(&self) -> String {
         let mut out = format!(
-            "\n## Sign-off\n\n{}\n\nThis copy is version `{}`.\n\n",
+            "\n{SIGNOFF_HEADING}\n\n{}\n\nThis copy is version `{}`.\n\n",
             self.verdict(),
             self.version
         );
@@ -196,6 +200,62 @@ impl SignOffBlock {
             escape(&self.version)
         )
     }
+}
+
+fn comments_markdown(comments: &[CommentView]) -> String {
+    if comments.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from("\n## Comments\n\n");
+    for c in comments {
+        out.push_str(&format!(
+            "- **{}** on `{}`, {}",
+            c.author_name,
+            c.comment.field,
+            time(c.comment.created)
+        ));
+        if let Some(by) = &c.resolved_by {
+            out.push_str(&format!(" (resolved by {by})"));
+        }
+        out.push_str(": ");
+        if let Some(quote) = &c.comment.quote {
+            out.push_str(&format!("> \"{quote}\" "));
+        }
+        out.push_str(&c.comment.text);
+        out.push('\n');
+    }
+    out.push('\n');
+    out
+}
+
+fn comments_html(comments: &[CommentView]) -> String {
+    if comments.is_empty() {
+        return String::new();
+    }
+    let mut items = String::new();
+    for c in comments {
+        let quote = c
+            .comment
+            .quote
+            .as_ref()
+            .map(|q| format!("<blockquote>{}</blockquote>", escape(q)))
+            .unwrap_or_default();
+        let resolved = c
+            .resolved_by
+            .as_ref()
+            .map(|by| format!(" (resolved by {})", escape(by)))
+            .unwrap_or_default();
+        items.push_str(&format!(
+            "<li><strong>{}</strong> on <code>{}</code>, {}{resolved}:{quote}<p>{}</p></li>\n",
+            escape(&c.author_name),
+            escape(&c.comment.field),
+            time(c.comment.created),
+            escape(&c.comment.text),
+        ));
+    }
+    format!(
+        "<section class=\"comments\" aria-labelledby=\"comments-h\">\n<h2 id=\"comments-h\">Comments</h2>\n<ul>\n{items}</ul>\n</section>\n"
+    )
 }
 
 /// A time as printed: minutes in UTC, the same on every partner's copy.

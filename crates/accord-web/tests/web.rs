@@ -769,6 +769,12 @@ async fn exports_carry_the_sign_off_block() {
         Some(json!({"statement": "Agreed <at> the board"})),
     )
     .await;
+    page.ok(
+        Method::POST,
+        &format!("/api/documents/{doc}/comments"),
+        Some(json!({"field": "purpose", "text": "Name <both> towns", "quote": "our aim"})),
+    )
+    .await;
     let fingerprint = ws.whoami().fingerprint.to_string();
     let export = |format: &str| {
         Request::builder()
@@ -793,6 +799,10 @@ async fn exports_carry_the_sign_off_block() {
         "{block}"
     );
     assert!(block.find("</section>") < block.find("<footer>"), "{block}");
+    assert!(
+        html.contains("<blockquote>our aim</blockquote><p>Name &lt;both&gt; towns</p>"),
+        "{html}"
+    );
 
     let md = text(send(&page.web, export("md")).await).await;
     let block = &md[md.find("## Sign-off").expect(&md)..];
@@ -803,4 +813,17 @@ async fn exports_carry_the_sign_off_block() {
         "{block}"
     );
     assert!(block.contains("\"Agreed <at> the board\""), "{block}");
+    assert!(
+        block.contains("- **Alpha <Trust>** on `purpose`"),
+        "the comments follow: {block}"
+    );
+
+    // A copy saved from the page checks out against the replica, as one
+    // from `accord export` does; an altered one does not.
+    let check = ws.verify_export(&md).unwrap();
+    assert!(check.text_matches, "{md}");
+    assert_eq!(check.signoffs.len(), 1);
+    assert!(check.signoffs[0].1, "{:?}", check.signoffs);
+    let altered = md.replacen("# Our MOU", "# Our M0U", 1);
+    assert!(!ws.verify_export(&altered).unwrap().text_matches);
 }
