@@ -51,6 +51,8 @@ fn the_web_page_in_a_real_browser() {
         .map(PathBuf::from)
         .unwrap_or_else(|| repo().join("target"))
         .join("web-artifacts");
+    // Screenshots of an earlier run would be mistaken for this one's.
+    let _ = std::fs::remove_dir_all(&artifacts);
     let out = Command::new("node")
         .arg(web.join("e2e.mjs"))
         .current_dir(&web)

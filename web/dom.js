@@ -45,8 +45,17 @@ export async function attempt(action) {
   }
 }
 
-/** A stable colour per organisation, from its key. */
-export function orgColour(key) {
+/** Clearly different colours (and readable on white) for a partnership's members, in roster order. */
+const PALETTE = ['#1f5fbf', '#b3461f', '#2e7d45', '#7b3fa6', '#a1781a', '#0f7c85', '#b0306a', '#4f5b6b'];
+
+/**
+ * A stable colour per organisation. With the partnership's member keys,
+ * members get palette colours by roster position (so two organisations
+ * never share one); otherwise a hue from the key.
+ */
+export function orgColour(key, members = []) {
+  const at = members.indexOf(key);
+  if (at >= 0) return PALETTE[at % PALETTE.length];
   let hash = 0;
   for (const c of key || '') hash = (hash * 31 + c.charCodeAt(0)) >>> 0;
   return `hsl(${hash % 360} 65% 40%)`;

@@ -65,7 +65,7 @@ export function trustView(id, currentDoc) {
     let text = null;
     let kind = 'notice';
     if (summary.signed_earlier.length) {
-      text = `${list(summary.signed_earlier)} signed an earlier version: the text has changed since. See the history for what changed${summary.signed_current.length ? `; ${list(summary.signed_current)} signed this version` : ''}.`;
+      text = `${list(summary.signed_earlier)} signed an earlier version: the text has changed since${summary.signed_current.length ? `; ${list(summary.signed_current)} signed this version` : ''}.`;
     } else if (summary.all_signed) {
       text = 'Every decision maker has signed this exact version.';
       kind = 'ok';
@@ -77,6 +77,7 @@ export function trustView(id, currentDoc) {
     banner.className = kind;
     banner.dataset.state = summary.signed_earlier.length ? 'earlier' : summary.all_signed ? 'all' : 'partial';
     banner.textContent = text || '';
+    if (summary.signed_earlier.length) banner.append(' ', h('a', { href: `#/d/${id}/history` }, 'Compare the versions'));
   }
 
   /** The comment area under one section: its comments and, for those who may, a form. */

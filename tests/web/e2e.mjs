@@ -301,7 +301,22 @@ async function main() {
   await timeline.locator('li', { hasText: 'Alpha Trust' }).first().waitFor();
   await timeline.locator('li', { hasText: 'Beta Centre' }).first().waitFor();
   await timeline.locator('li', { hasText: 'Purpose and aims' }).first().waitFor();
+  const unverifiedRows = await timeline.locator('li[data-verified=false]').count();
+  assert(unverifiedRows === 0, `every change is verified (${unverifiedRows} rows are not)`);
+  assert(await timeline.locator('li .tag.verified').count() > 1, 'rows are marked verified');
   await shot(b.page, 'b-history-both-organisations');
+
+  // What changed since A signed: A's later words, highlighted.
+  await b.page.getByLabel('From').selectOption('Alpha Trust'); // its latest sign-off
+  await b.page.getByRole('button', { name: 'Compare' }).click();
+  await b.page.getByTestId('diff').locator('ins', { hasText: 'Revised.' }).waitFor();
+  // Who wrote which words of the purpose: both organisations.
+  await b.page.getByLabel('Field').selectOption('purpose');
+  await b.page.getByRole('button', { name: 'Show who wrote it' }).click();
+  const blame = b.page.getByTestId('blame');
+  await blame.locator('span[title="Beta Centre"]', { hasText: 'Beta first.' }).waitFor();
+  await blame.locator('span[title="Alpha Trust"]', { hasText: 'Alpha writes this.' }).waitFor();
+  await shot(b.page, 'b-history-diff-and-blame');
   await b.page.getByLabel('Show changes by').selectOption({ label: 'Beta Centre' });
   await b.page.waitForFunction(() => {
     const rows = [...document.querySelectorAll('[data-testid=timeline] li')];

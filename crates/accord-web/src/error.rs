@@ -43,7 +43,9 @@ impl WebError {
                 | W::BadInvite
                 | W::InviteForSomeoneElse { .. }
                 | W::AmbiguousDocument { .. }
-                | W::AmbiguousPartnership { .. },
+                | W::AmbiguousPartnership { .. }
+                | W::NoSuchVersion(_)
+                | W::BadExport(_),
             )
             | WebError::Model(_)
             | WebError::BadRequest(_) => StatusCode::BAD_REQUEST,

@@ -30,6 +30,7 @@ mod error;
 mod events;
 mod export;
 mod gate;
+mod record;
 mod trust;
 
 use std::path::{Path, PathBuf};
@@ -107,7 +108,8 @@ impl Web {
             .merge(edit::routes())
             .merge(export::routes())
             .merge(events::routes())
-            .merge(trust::routes());
+            .merge(trust::routes())
+            .merge(record::routes());
         routes
             .layer(axum::middleware::from_fn_with_state(
                 self.clone(),

@@ -827,3 +827,89 @@ async fn exports_carry_the_sign_off_block() {
     let altered = md.replacen("# Our MOU", "# Our M0U", 1);
     assert!(!ws.verify_export(&altered).unwrap().text_matches);
 }
+
+#[tokio::test]
+async fn blame_diff_audit_and_verified_history() {
+    let (page, ws) = Page::new("Alpha Trust").await;
+    let (pid, doc) = mou(&page).await;
+    let shown = page
+        .ok(Method::GET, &format!("/api/documents/{doc}"), None)
+        .await;
+    page.ok(Method::POST, &format!("/api/documents/{doc}/splice"), Some(json!({"path": "purpose", "base": shown["heads"], "splices": [{"pos": 0, "delete": 0, "insert": "We share a hall."}]})))
+        .await;
+    page.ok(
+        Method::POST,
+        &format!("/api/documents/{doc}/signoffs"),
+        Some(json!({"statement": "Agreed"})),
+    )
+    .await;
+
+    let history = page
+        .ok(Method::GET, &format!("/api/documents/{doc}/history"), None)
+        .await;
+    let entries = history["entries"].as_array().unwrap();
+    assert!(
+        entries.iter().all(|e| e["verified"] == true),
+        "our own attested changes verify: {history}"
+    );
+
+    let blame = page
+        .ok(
+            Method::GET,
+            &format!("/api/documents/{doc}/blame/purpose"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        blame["spans"],
+        json!([{"text": "We share a hall.", "org": ws.whoami().key.to_hex(), "org_name": "Alpha Trust"}])
+    );
+
+    let diff = page
+        .ok(
+            Method::GET,
+            &format!("/api/documents/{doc}/diff?from=1&to=current"),
+            None,
+        )
+        .await;
+    let sections = diff["sections"].as_array().unwrap();
+    let purpose = sections
+        .iter()
+        .find(|s| s["section"].as_str().unwrap().contains("Purpose"))
+        .unwrap_or_else(|| panic!("{diff}"));
+    let added: String = purpose["pieces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["kind"] == "added")
+        .map(|p| p["text"].as_str().unwrap())
+        .collect();
+    assert!(added.contains("hall."), "{diff}");
+    // Since Alpha's sign-off, nothing changed.
+    let since = page
+        .ok(
+            Method::GET,
+            &format!("/api/documents/{doc}/diff?from=Alpha%20Trust"),
+            None,
+        )
+        .await;
+    assert_eq!(since["sections"], json!([]), "{since}");
+    let (status, _) = page
+        .call(
+            Method::GET,
+            &format!("/api/documents/{doc}/diff?from=nobody"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    let audit = page
+        .ok(Method::GET, &format!("/api/partnerships/{pid}/audit"), None)
+        .await;
+    let alpha = &audit["organisations"][0];
+    assert_eq!(alpha["name"], "Alpha Trust");
+    assert_eq!(alpha["signoffs"], 1);
+    assert_eq!(alpha["unverified_changes"], 0);
+    assert!(alpha["changes"].as_u64().unwrap() >= 2, "{audit}");
+    assert_eq!(alpha["documents_touched"], json!(["Our MOU"]));
+}
