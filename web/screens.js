@@ -151,6 +151,7 @@ export function partnership(id) {
               location.hash = `#/d/${doc.id}`;
             }) : null),
           membersPanel(current, canEdit, () => screen.render(main)),
+          auditPanel(current),
           canEdit ? invitePanel(current, () => screen.render(main)) : null,
           syncPanel(current.members)));
     },
@@ -223,6 +224,31 @@ function membersPanel(p, canEdit, rerender) {
       h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'Organisation'), h('th', { scope: 'col' }, 'Fingerprint'), h('th', { scope: 'col' }, 'Role'),
         canEdit ? h('th', { scope: 'col' }, h('span', { class: 'visually-hidden' }, 'Remove')) : null)),
       h('tbody', {}, rows))));
+}
+
+/** Per organisation: changes (and unverified ones), agreements touched, last activity, sign-offs, refusals. Loaded when opened. */
+function auditPanel(p) {
+  const body = h('div', { 'aria-live': 'polite' });
+  const details = h('details', {}, h('summary', {}, 'Show who did what across this partnership'), body);
+  details.addEventListener('toggle', () => {
+    if (!details.open) return;
+    attempt(async () => {
+      const { organisations } = await get(`/api/partnerships/${p.id}/audit`);
+      fill(body, h('div', { class: 'table-wrap' }, h('table', { 'data-testid': 'audit' },
+        h('thead', {}, h('tr', {}, ['Organisation', 'Changes', 'Agreements touched', 'Last activity', 'Sign-offs', 'Refused changes']
+          .map((t) => h('th', { scope: 'col' }, t)))),
+        h('tbody', {}, organisations.map((o) => h('tr', { 'data-member': o.key },
+          h('th', { scope: 'row' }, o.name, o.role ? null : h('span', { class: 'tag' }, 'no longer a member')),
+          h('td', {}, String(o.changes), o.unverified_changes ? h('span', { class: 'tag unverified' }, `${o.unverified_changes} not verified`) : null),
+          h('td', {}, o.documents_touched.join(', ') || '—'),
+          h('td', {}, when(o.last_activity)),
+          h('td', {}, String(o.signoffs)),
+          h('td', {}, String(o.refusals))))))));
+    });
+  });
+  return h('section', { class: 'panel wide', 'aria-labelledby': 'audit-h' },
+    h('h2', { id: 'audit-h' }, 'Audit'),
+    details);
 }
 
 /** "Remove…", then an explicit confirmation naming the organisation. */

@@ -350,6 +350,11 @@ async function main() {
   await a.page.getByText('Beta Centre is no longer a member.').waitFor();
   await a.page.locator(`tr[data-member="${keyB}"]`).waitFor({ state: 'detached' });
   await shot(a.page, 'a-removed-b');
+  await a.page.getByText('Show who did what across this partnership').click();
+  const auditB = a.page.locator(`[data-testid=audit] tr[data-member="${keyB}"]`);
+  await auditB.waitFor();
+  assert((await auditB.textContent()).includes('no longer a member'), 'the audit keeps a removed member, marked');
+  await shot(a.page, 'a-audit');
 
   // Refusals: no token, a foreign Host (DNS rebinding), a foreign Origin.
   await b.page.goto(`${originA}/`);
