@@ -1,5 +1,7 @@
 //! [`Replica`]: one data folder, opened and locked.
 
+mod backend;
+
 use std::fs::DirBuilder;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
