@@ -5,8 +5,8 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use accord_identity::{OrgKey, OrgSecret};
 use accord_model::{DocId, PartnershipId};
+use automerge::ChangeHash;
 use automerge::sync::{Message, State, SyncDoc};
-use automerge::{AutoCommit, ChangeHash};
 
 use crate::handshake::Session;
 use crate::registry::{DocSlot, Membership, Residency, digest};
@@ -730,17 +730,8 @@ impl Engine {
         let Some(slot) = self.docs.get_mut(&doc) else {
             return;
         };
-        let loaded = catch_unwind(
-            || -> std::result::Result<AutoCommit, automerge::AutomergeError> {
-                let mut d = AutoCommit::load(snapshot)?;
-                // One call for the whole log: each call costs time in
-                // proportion to the document, however little it adds.
-                if !log.is_empty() {
-                    d.load_incremental(&log.concat())?;
-                }
-                Ok(d)
-            },
-        );
+        // Strict: a damaged stored change is an error, not a silent loss.
+        let loaded = catch_unwind(|| accord_model::load_stored(snapshot, log));
         let mut loaded = match loaded {
             Ok(Ok(d)) => d,
             Ok(Err(e)) => return self.on_load_failed(doc, &e.to_string()),
