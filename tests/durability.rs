@@ -92,4 +92,8 @@ fn acknowledged_edits_survive_kill_9() {
         );
     }
     assert!(!acknowledged.is_empty());
+    eprintln!(
+        "kill -9 loop: {cycles} cycles, {} acknowledged edits, 0 lost",
+        acknowledged.len()
+    );
 }

@@ -1,7 +1,7 @@
 //! What rosters and agreements share: loading, actors and committing.
 
 use accord_identity::{ACTOR_SUFFIX_LEN, OrgSecret};
-use automerge::{ActorId, AutoCommit, ChangeHash};
+use automerge::{ActorId, AutoCommit, AutomergeError, ChangeHash, LoadOptions, OnPartialLoad};
 
 use crate::ModelError;
 
@@ -26,13 +26,28 @@ pub fn load_document(
     log: &[Vec<u8>],
     actor: ActorId,
 ) -> Result<AutoCommit, ModelError> {
-    let mut doc = AutoCommit::load(snapshot)?;
-    // One call for the whole log: each call costs time in proportion to the
-    // document, however little it adds.
-    if !log.is_empty() {
-        doc.load_incremental(&log.concat())?;
+    Ok(load_stored(snapshot, log)?.with_actor(actor))
+}
+
+/// Loads a stored snapshot and log, failing if any chunk is damaged.
+///
+/// `load_incremental` silently stops at the first chunk whose checksum does
+/// not match, so a bit flip in a stored change would lose that change and
+/// every later one without an error. Loading everything in one call with
+/// `OnPartialLoad::Error` reports the damage instead, at the same cost: one
+/// call for the whole log, because each call costs time in proportion to
+/// the document, however little it adds.
+pub fn load_stored(snapshot: &[u8], log: &[Vec<u8>]) -> Result<AutoCommit, AutomergeError> {
+    let options = LoadOptions::new().on_partial_load(OnPartialLoad::Error);
+    if log.is_empty() {
+        return AutoCommit::load_with_options(snapshot, options);
     }
-    Ok(doc.with_actor(actor))
+    let mut bytes = Vec::with_capacity(snapshot.len() + log.iter().map(Vec::len).sum::<usize>());
+    bytes.extend_from_slice(snapshot);
+    for entry in log {
+        bytes.extend_from_slice(entry);
+    }
+    AutoCommit::load_with_options(&bytes, options)
 }
 
 /// Closes the pending transaction with a message and a time, returning the

@@ -28,7 +28,7 @@ mod view;
 
 pub use agreement::Agreement;
 pub use blame::{BlameSpan, blame_text};
-pub use document::{CommittedChange, load_document, new_document_actor};
+pub use document::{CommittedChange, load_document, load_stored, new_document_actor};
 pub use error::ModelError;
 pub use history::{ChangeSummary, FieldChange, HistoryEntry, history};
 pub use ids::{DocId, PartnershipId};

@@ -16,6 +16,8 @@ use accord_model::{DocId, PartnershipId};
 use accord_store::{DocInfo, Replica, WriteBatch};
 use accord_sync::{ConnId, Engine, Event, Input, Outputs, StorageWrite};
 use accord_workspace::{Committed, Workspace};
+
+use crate::metrics::Metrics;
 use automerge::ChangeHash;
 use tokio::sync::{broadcast, mpsc as tokio_mpsc, oneshot};
 
@@ -69,6 +71,7 @@ pub struct NodeEvent {
 pub struct DriverHandle {
     tx: mpsc::Sender<Command>,
     events: broadcast::Sender<NodeEvent>,
+    metrics: Arc<Metrics>,
 }
 
 impl DriverHandle {
@@ -79,6 +82,11 @@ impl DriverHandle {
 
     pub fn subscribe(&self) -> broadcast::Receiver<NodeEvent> {
         self.events.subscribe()
+    }
+
+    /// The node's counters, for `/metrics`.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// Registers a connection and returns its id.
@@ -114,6 +122,7 @@ pub struct Driver {
     conns: BTreeMap<ConnId, Connection>,
     events: broadcast::Sender<NodeEvent>,
     started: Instant,
+    metrics: Arc<Metrics>,
 }
 
 impl Driver {
@@ -127,9 +136,11 @@ impl Driver {
     ) -> std::io::Result<(DriverHandle, std::thread::JoinHandle<()>)> {
         let (tx, rx) = mpsc::channel();
         let (events, _) = broadcast::channel(1024);
+        let metrics = Arc::new(Metrics::default());
         let handle = DriverHandle {
             tx,
             events: events.clone(),
+            metrics: Arc::clone(&metrics),
         };
         let mut driver = Driver {
             engine,
@@ -138,6 +149,7 @@ impl Driver {
             conns: BTreeMap::new(),
             events,
             started: Instant::now(),
+            metrics,
         };
         let thread = std::thread::Builder::new()
             .name("accord-engine".into())
@@ -177,6 +189,7 @@ impl Driver {
                 }
             }
             self.step(Input::Flush);
+            self.metrics.set_open(self.conns.len());
             if stop {
                 break;
             }
@@ -225,12 +238,16 @@ impl Driver {
                     );
                     return;
                 };
+                self.metrics.connection_opened();
                 let (id, out) = self.engine.connect(dialed, expect, nonce, self.now());
                 self.conns.insert(id, Connection { outbox, url });
                 let _ = reply.send(id);
                 self.execute(out);
             }
-            Command::Received { conn, bytes } => self.step(Input::Received { conn, bytes }),
+            Command::Received { conn, bytes } => {
+                self.metrics.frame_in(bytes.len());
+                self.step(Input::Received { conn, bytes });
+            }
             Command::Disconnected { conn } => {
                 // The engine's events still name this connection's URL.
                 self.step(Input::Disconnected { conn });
@@ -336,6 +353,7 @@ impl Driver {
             Ok(()) => true,
             Err(e) => {
                 tracing::error!(error = %e, "could not store changes received from peers");
+                self.metrics.storage_failed();
                 false
             }
         }
@@ -345,13 +363,15 @@ impl Driver {
         let Some(c) = self.conns.get(&conn) else {
             return;
         };
+        let len = bytes.len();
         match c.outbox.try_send(Outbound::Frame(bytes)) {
-            Ok(()) => {}
+            Ok(()) => self.metrics.frame_out(len),
             // The connection task has ended; it reports `Disconnected` itself,
             // after any frames it already read (such as the peer's error).
             Err(tokio_mpsc::error::TrySendError::Closed(_)) => {}
             Err(tokio_mpsc::error::TrySendError::Full(_)) => {
                 tracing::warn!(conn = conn.0, "peer is not reading; disconnecting it");
+                self.metrics.slow_peer_disconnected();
                 self.close(conn);
                 self.step(Input::Disconnected { conn });
             }
@@ -365,6 +385,7 @@ impl Driver {
     }
 
     fn publish(&mut self, event: Event) {
+        self.metrics.observe(&event);
         let conn = match &event {
             Event::Authenticated { conn, .. }
             | Event::InSync { conn, .. }

@@ -11,6 +11,7 @@ pub mod control;
 mod dialer;
 pub mod driver;
 pub mod link;
+pub mod metrics;
 mod node;
 mod server;
 

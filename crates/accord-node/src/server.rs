@@ -1,5 +1,5 @@
 //! Listening for partners (and, on a relay, for members): one axum router
-//! with the websocket endpoint and a health check.
+//! with the websocket endpoint, a health check and the metrics.
 
 use std::sync::Arc;
 
@@ -25,7 +25,7 @@ struct Shared {
     health: Arc<serde_json::Value>,
 }
 
-/// The sync endpoint and `/healthz`, to be merged with other routes (the web page).
+/// The sync endpoint, `/healthz` and `/metrics`, to be merged with other routes (the web page).
 pub fn router(
     driver: DriverHandle,
     shutdown: CancellationToken,
@@ -43,6 +43,7 @@ pub fn router(
     Router::new()
         .route("/sync", get(upgrade))
         .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
         .with_state(shared)
 }
 
@@ -56,8 +57,16 @@ async fn healthz(State(shared): State<Shared>) -> Response {
     axum::Json(health).into_response()
 }
 
+/// Counters in the Prometheus text format (see `metrics.rs`).
+async fn metrics(State(shared): State<Shared>) -> Response {
+    let body = shared.driver.metrics().render();
+    let content_type = "text/plain; version=0.0.4; charset=utf-8";
+    ([(axum::http::header::CONTENT_TYPE, content_type)], body).into_response()
+}
+
 async fn upgrade(State(shared): State<Shared>, ws: WebSocketUpgrade) -> Response {
     let Ok(permit) = shared.slots.clone().try_acquire_owned() else {
+        shared.driver.metrics().refused(crate::metrics::CAPACITY);
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             "too many connections; try again later",

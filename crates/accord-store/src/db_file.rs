@@ -32,7 +32,7 @@ pub(crate) struct Db {
 }
 
 impl Db {
-    fn new(db: Database, path: &Path) -> Db {
+    pub(crate) fn new(db: Database, path: &Path) -> Db {
         Db {
             db: Some(db),
             path: path.to_owned(),

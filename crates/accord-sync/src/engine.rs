@@ -5,8 +5,8 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use accord_identity::{OrgKey, OrgSecret};
 use accord_model::{DocId, PartnershipId};
+use automerge::ChangeHash;
 use automerge::sync::{Message, State, SyncDoc};
-use automerge::{AutoCommit, ChangeHash};
 
 use accord_model::trust::{Attestation, RosterHistory};
 
@@ -869,17 +869,8 @@ impl Engine {
             .filter_map(|bytes| Attestation::from_bytes(bytes).ok())
             .map(|a| (a.id(), a))
             .collect();
-        let loaded = catch_unwind(
-            || -> std::result::Result<AutoCommit, automerge::AutomergeError> {
-                let mut d = AutoCommit::load(snapshot)?;
-                // One call for the whole log: each call costs time in
-                // proportion to the document, however little it adds.
-                if !log.is_empty() {
-                    d.load_incremental(&log.concat())?;
-                }
-                Ok(d)
-            },
-        );
+        // Strict: a damaged stored change is an error, not a silent loss.
+        let loaded = catch_unwind(|| accord_model::load_stored(snapshot, log));
         let mut loaded = match loaded {
             Ok(Ok(d)) => d,
             Ok(Err(e)) => return self.on_load_failed(doc, &e.to_string()),

@@ -1,0 +1,124 @@
+//! `/metrics` on a real relay on loopback: counters move with what peers
+//! do, refusals are counted by reason, and no secret is exposed.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use accord_node::{Node, NodeEvent, NodeOptions};
+use accord_store::Replica;
+use accord_sync::wire::Frame;
+use accord_sync::{Event, PeerRole};
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::broadcast;
+use tokio_tungstenite::tungstenite::Message;
+
+const SEED: [u8; 32] = [0x5e; 32];
+
+async fn relay(dir: &std::path::Path) -> Node {
+    let replica = Arc::new(Replica::create(dir, "Relay", SEED, 1).unwrap());
+    let options = NodeOptions {
+        listen: Some("127.0.0.1:0".parse().unwrap()),
+        relay: true,
+        ..NodeOptions::default()
+    };
+    Node::start(replica, None, options, None).await.unwrap()
+}
+
+/// A plain HTTP/1.1 GET; returns the status line and the body.
+async fn get(addr: SocketAddr, path: &str) -> (String, String) {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    (head.lines().next().unwrap().to_owned(), body.to_owned())
+}
+
+/// The value of the sample named exactly `sample` (with its labels).
+fn value(body: &str, sample: &str) -> u64 {
+    body.lines()
+        .find_map(|line| line.strip_prefix(sample)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no sample {sample} in:\n{body}"))
+}
+
+/// Opens a websocket, reads the relay's `Hello`, sends `frames`, and
+/// returns once the relay reports it refused the connection.
+async fn refused_after(
+    addr: SocketAddr,
+    events: &mut broadcast::Receiver<NodeEvent>,
+    frames: Vec<Vec<u8>>,
+) -> Event {
+    let url = format!("ws://{addr}/sync");
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    let hello = ws.next().await.unwrap().unwrap();
+    assert!(matches!(
+        Frame::decode(&hello.into_data()),
+        Ok(Frame::Hello { .. })
+    ));
+    for frame in frames {
+        ws.send(Message::Binary(frame.into())).await.unwrap();
+    }
+    loop {
+        let event = events.recv().await.unwrap().event;
+        if matches!(event, Event::Refused { .. }) {
+            return event;
+        }
+    }
+}
+
+#[tokio::test]
+async fn metrics_count_connections_frames_and_refusals_by_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = relay(dir.path()).await;
+    let addr = node.local_addr().unwrap();
+    let mut events = node.events();
+
+    let garbage = b"not a frame".to_vec();
+    refused_after(addr, &mut events, vec![garbage.clone()]).await;
+    let impostor = accord_identity::OrgSecret::from_seed([9; 32]).public();
+    let hello = Frame::Hello {
+        org: *impostor.as_bytes(),
+        nonce: [1; 32],
+        role: PeerRole::Node,
+    }
+    .encode();
+    let proof = Frame::Proof {
+        signature: vec![0; 64],
+    }
+    .encode();
+    let sent_bytes = (garbage.len() + hello.len() + proof.len()) as u64;
+    refused_after(addr, &mut events, vec![hello, proof]).await;
+
+    let (status, body) = get(addr, "/metrics").await;
+    assert!(status.contains("200"), "{status}");
+    assert_eq!(value(&body, "accord_connections_total"), 2);
+    assert_eq!(value(&body, "accord_frames_in_total"), 3);
+    assert_eq!(value(&body, "accord_bytes_in_total"), sent_bytes);
+    // Per connection our Hello and the error frame, plus our Proof on the second.
+    assert_eq!(value(&body, "accord_frames_out_total"), 5);
+    assert_eq!(value(&body, "accord_handshakes_total"), 0);
+    assert_eq!(value(&body, "accord_handshake_failures_total"), 1);
+    assert_eq!(
+        value(&body, "accord_refusals_total{reason=\"Protocol\"}"),
+        1
+    );
+    assert_eq!(
+        value(&body, "accord_refusals_total{reason=\"Authentication\"}"),
+        1
+    );
+    assert!(body.contains("# TYPE accord_connections_open gauge"));
+    let secret_hex: String = SEED.iter().map(|b| format!("{b:02x}")).collect();
+    assert!(
+        !body.contains(&secret_hex),
+        "the secret key leaked into /metrics"
+    );
+
+    let (status, health) = get(addr, "/healthz").await;
+    assert!(
+        status.contains("200") && health.contains("\"status\":\"ok\""),
+        "{health}"
+    );
+    node.shutdown().await;
+}
