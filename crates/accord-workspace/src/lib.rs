@@ -9,6 +9,7 @@
 
 mod audit;
 mod error;
+mod export;
 mod invite;
 mod live;
 mod persist;
@@ -21,6 +22,7 @@ pub use audit::{
     DocDiff, ExportCheck, NamedSpan, OrgAudit, Piece, SIGNOFF_HEADING, SectionDiff, day_start,
 };
 pub use error::WorkspaceError;
+pub use export::comments_markdown;
 pub use invite::Invite;
 pub use live::LiveDocument;
 pub use persist::{CommitListener, Committed, CompactionPolicy};

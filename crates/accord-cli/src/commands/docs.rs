@@ -80,9 +80,7 @@ pub fn show(io: &mut Io<'_>, ws: &Workspace, doc: &str, format: ShowFormat) -> R
                     editable: false,
                 },
             );
-            text.push_str(&crate::commands::trust::comments_markdown(
-                &ws.comments(doc)?,
-            ));
+            text.push_str(&accord_workspace::comments_markdown(&ws.comments(doc)?));
             output::text(io, &text)
         }
     }

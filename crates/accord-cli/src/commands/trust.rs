@@ -271,28 +271,3 @@ pub fn verify(io: &mut Io<'_>, ws: &Workspace, file: &Path, json: bool) -> Resul
     }
     Ok(())
 }
-
-/// The comments of an agreement as a Markdown section (empty when there are none).
-pub fn comments_markdown(comments: &[accord_workspace::CommentView]) -> String {
-    if comments.is_empty() {
-        return String::new();
-    }
-    let mut out = String::from("\n## Comments\n\n");
-    for c in comments {
-        let state = match &c.resolved_by {
-            Some(by) => format!(" (resolved by {by})"),
-            None => String::new(),
-        };
-        out.push_str(&format!(
-            "- **{}** on `{}`, {}{state}: {}\n",
-            c.author_name,
-            c.comment.field,
-            output::time(c.comment.created),
-            c.comment.text
-        ));
-        if let Some(quote) = &c.comment.quote {
-            out.push_str(&format!("  > {quote}\n"));
-        }
-    }
-    out
-}
