@@ -128,17 +128,31 @@ mod tests {
             .collect();
         let s = splices(&old, &new);
         assert_eq!(apply(&old, &s), new);
-        assert_eq!(s.len(), 1, "past the work limit the middle is replaced whole");
-        assert_eq!(s, splices(&old, &new), "the same texts give the same splices");
+        assert_eq!(
+            s.len(),
+            1,
+            "past the work limit the middle is replaced whole"
+        );
+        assert_eq!(
+            s,
+            splices(&old, &new),
+            "the same texts give the same splices"
+        );
     }
 
     #[test]
     fn long_texts_with_words_changed_are_diffed_by_word() {
         let old = "alpha beta gamma delta ".repeat(120);
-        let new = old.replacen("gamma", "GAMMA", 1).replacen("delta", "DELTA", 100);
+        let new = old
+            .replacen("gamma", "GAMMA", 1)
+            .replacen("delta", "DELTA", 100);
         let s = splices(&old, &new);
         assert_eq!(apply(&old, &s), new);
-        assert!(s.len() > 1, "word-level splices, not one replacement: {}", s.len());
+        assert!(
+            s.len() > 1,
+            "word-level splices, not one replacement: {}",
+            s.len()
+        );
     }
 
     proptest::proptest! {
