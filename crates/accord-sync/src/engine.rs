@@ -1532,10 +1532,24 @@ impl Engine {
             return;
         }
         let mut state = self.take_state(id, doc, peer);
-        let Some(d) = self.docs.get_mut(&doc).and_then(DocSlot::doc_mut) else {
+        let Some(slot) = self.docs.get_mut(&doc) else {
             return;
         };
-        let message = d.sync().generate_sync_message(&mut state);
+        let waiting_for = missing_deps_of_pending(slot);
+        let Some(d) = slot.doc_mut() else {
+            return;
+        };
+        let mut message = d.sync().generate_sync_message(&mut state);
+        if let Some(m) = message.as_mut() {
+            // Changes waiting in `pending` are invisible to Automerge, which
+            // would ask for them again rather than for what they wait on
+            // (and the peer, having sent them, would never send them again).
+            for h in waiting_for {
+                if !m.need.contains(&h) {
+                    m.need.push(h);
+                }
+            }
+        }
         self.conn(id).docs.insert(doc, Some(state));
         if let Some(message) = message {
             if !message.changes.is_empty() {
@@ -2125,6 +2139,27 @@ impl Engine {
             .map(|(p, _)| p)
             .expect("connection is authenticated")
     }
+}
+
+/// The dependencies of changes waiting in `slot.pending` that we hold
+/// neither in the document nor among the waiting changes.
+fn missing_deps_of_pending(slot: &mut DocSlot) -> Vec<ChangeHash> {
+    if slot.pending.is_empty() {
+        return Vec::new();
+    }
+    let waiting: BTreeSet<ChangeHash> = slot.pending.iter().map(|c| c.hash()).collect();
+    let deps: BTreeSet<ChangeHash> = slot
+        .pending
+        .iter()
+        .flat_map(|c| c.deps().to_vec())
+        .filter(|h| !waiting.contains(h))
+        .collect();
+    let Some(d) = slot.doc_mut() else {
+        return Vec::new();
+    };
+    deps.into_iter()
+        .filter(|h| d.get_change_meta_by_hash(h).is_none())
+        .collect()
 }
 
 fn same_heads(a: &[ChangeHash], b: &[ChangeHash]) -> bool {
