@@ -7,7 +7,7 @@ use accord_identity::{OrgKey, OrgSecret};
 use accord_model::{DocId, PartnershipId};
 use automerge::ChangeHash;
 use automerge::sync::{
-    BloomFilter, ChunkList, Have, Message, MessageFlags, MessageVersion, State, SyncDoc,
+    BloomFilter, Capability, ChunkList, Have, Message, MessageFlags, MessageVersion, State, SyncDoc,
 };
 
 use accord_model::trust::{Attestation, RosterHistory};
@@ -730,6 +730,15 @@ impl Engine {
             }
             self.conn(id).docs.insert(doc, None);
         }
+        if self.conn(id).snapshots.contains(&doc) {
+            let decoded = Message::decode(&message)
+                .map_err(|e| (ErrorCode::Protocol, format!("malformed sync message: {e}")))?;
+            if self.sent_before_our_snapshot(id, doc, &decoded)
+                || self.settle_snapshot_answer(id, doc, &decoded)
+            {
+                return Ok(());
+            }
+        }
         let Some(slot) = self.docs.get_mut(&doc) else {
             return Ok(());
         };
@@ -944,6 +953,24 @@ impl Engine {
             .filter_map(|bytes| Attestation::from_bytes(bytes).ok())
             .map(|a| (a.id(), a))
             .collect();
+        if self.snapshot_only(doc, log) {
+            // The stored snapshot is the whole document and every connection
+            // waiting for it wants exactly that: send those bytes as they
+            // are, and never parse the document (its peers' answers are
+            // settled without it too, see `settle_snapshot_answer`).
+            let Some(slot) = self.docs.get_mut(&doc) else {
+                return;
+            };
+            slot.residency = Residency::Unloaded;
+            let heads = slot.heads.clone();
+            for id in std::mem::take(&mut slot.waiting) {
+                self.send_whole(id, doc, heads.clone(), snapshot.to_vec());
+            }
+            return;
+        }
+        let Some(slot) = self.docs.get_mut(&doc) else {
+            return;
+        };
         // Strict: a damaged stored change is an error, not a silent loss.
         let loaded = catch_unwind(|| accord_model::load_stored(snapshot, log));
         let mut loaded = match loaded {
@@ -974,6 +1001,21 @@ impl Engine {
         for conn in waiting {
             self.pump(conn, doc);
         }
+    }
+
+    /// Whether a document just read from the replica is wanted only to be
+    /// sent whole: nothing to apply to it, every waiting connection's peer
+    /// lacks it, and its stored form is one snapshot (no log to fold in).
+    fn snapshot_only(&self, doc: DocId, log: &[Vec<u8>]) -> bool {
+        let Some(slot) = self.docs.get(&doc) else {
+            return false;
+        };
+        log.is_empty()
+            && doc != slot.partnership.roster_doc()
+            && slot.inbox.is_empty()
+            && !self.inbound.contains_key(&doc)
+            && !slot.waiting.is_empty()
+            && slot.waiting.iter().all(|id| self.peer_lacks(*id, doc))
     }
 
     fn on_load_failed(&mut self, doc: DocId, reason: &str) {
@@ -1185,6 +1227,51 @@ impl Engine {
         }
         conn.snapshots.remove(&doc);
         false
+    }
+
+    /// Takes the peer's answer to our snapshot without Automerge when it
+    /// says exactly "I hold your heads and nothing else": the sync state is
+    /// then what receiving it would make it, and the document (which a
+    /// relay or a node sending from its replica never parsed) stays unloaded.
+    /// Anything else goes through Automerge as usual.
+    fn settle_snapshot_answer(&mut self, id: ConnId, doc: DocId, message: &Message) -> bool {
+        let Some(slot) = self.docs.get(&doc) else {
+            return false;
+        };
+        let ours = slot.heads.clone();
+        let nothing_more = message.changes.is_empty()
+            && message.need.is_empty()
+            && same_heads(&message.heads, &ours)
+            && message
+                .have
+                .iter()
+                .all(|h| same_heads(&h.last_sync, &ours) && h.bloom.to_bytes().is_empty());
+        if !nothing_more {
+            return false;
+        }
+        let their_capabilities = message.flags.map(|flags| {
+            let mut caps = vec![Capability::MessageV2];
+            if flags.contains(MessageFlags::SUPPORTS_SYNC_RESET) {
+                caps.push(Capability::SyncReset);
+            }
+            caps
+        });
+        let state = State {
+            shared_heads: message.heads.clone(),
+            last_sent_heads: message.heads.clone(),
+            their_heads: Some(message.heads.clone()),
+            their_need: Some(Vec::new()),
+            their_have: Some(message.have.clone()),
+            have_responded: true,
+            peer_read_only: message
+                .flags
+                .is_some_and(|f| f.contains(MessageFlags::READ_ONLY)),
+            their_capabilities,
+            ..State::new()
+        };
+        self.conn(id).docs.insert(doc, Some(state));
+        self.check_in_sync(id);
+        true
     }
 
     /// Whether we hold every one of `heads` (and so everything they depend on).
@@ -1516,7 +1603,9 @@ impl Engine {
             return;
         };
         let Some((peer, _)) = conn.peer() else { return };
-        if !conn.docs.contains_key(&doc) {
+        // Until the peer answers our snapshot there is nothing to add: its
+        // answer (our heads, or more) decides what comes next.
+        if !conn.docs.contains_key(&doc) || conn.snapshots.contains(&doc) {
             return;
         }
         let Some(slot) = self.docs.get_mut(&doc) else {
@@ -1592,6 +1681,15 @@ impl Engine {
             return;
         };
         let heads = d.get_heads();
+        let saved = d.save();
+        self.send_whole(id, doc, heads, saved);
+    }
+
+    /// Sends `saved` (a saved document whose heads are `heads`) as a snapshot.
+    fn send_whole(&mut self, id: ConnId, doc: DocId, heads: Vec<ChangeHash>, saved: Vec<u8>) {
+        if !self.conns.contains_key(&id) {
+            return;
+        }
         let mut flags = MessageFlags::new();
         flags.set(MessageFlags::SUPPORTS_SYNC_RESET);
         let message = Message {
@@ -1601,7 +1699,7 @@ impl Engine {
                 last_sync: heads.clone(),
                 bloom: BloomFilter::default(),
             }],
-            changes: d.save().into(),
+            changes: saved.into(),
             flags: Some(flags),
             version: MessageVersion::V2,
         };
