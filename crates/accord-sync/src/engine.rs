@@ -786,7 +786,8 @@ impl Engine {
         let conn = self.conn(id);
         let attestations = conn.early_attestations.remove(&doc);
         let message = conn.early.remove(&doc);
-        if message.is_some() {
+        let started = message.is_some();
+        if started {
             conn.docs.insert(doc, None);
             conn.in_sync = false;
         }
@@ -794,16 +795,16 @@ impl Engine {
         if let Some(list) = attestations {
             result = self.on_attest(id, doc, list);
         }
-        if let Some(message) = &message
+        if let Some(message) = message
             && result.is_ok()
         {
-            result = self.on_sync(id, doc, message.clone());
+            result = self.on_sync(id, doc, message);
         }
         if let Err((code, text)) = result {
             self.fail(id, code, text);
             return true;
         }
-        message.is_some()
+        started
     }
 
     /// Applies every held message: one Automerge apply per document for all
@@ -1633,10 +1634,11 @@ impl Engine {
             // Changes waiting in `pending` are invisible to Automerge, which
             // would ask for them again rather than for what they wait on
             // (and the peer, having sent them, would never send them again).
-            for h in waiting_for {
-                if !m.need.contains(&h) {
-                    m.need.push(h);
-                }
+            // (Automerge encodes hash lists sorted.)
+            if !waiting_for.is_empty() {
+                m.need.extend(waiting_for);
+                m.need.sort();
+                m.need.dedup();
             }
         }
         self.conn(id).docs.insert(doc, Some(state));
@@ -1686,10 +1688,12 @@ impl Engine {
     }
 
     /// Sends `saved` (a saved document whose heads are `heads`) as a snapshot.
-    fn send_whole(&mut self, id: ConnId, doc: DocId, heads: Vec<ChangeHash>, saved: Vec<u8>) {
+    fn send_whole(&mut self, id: ConnId, doc: DocId, mut heads: Vec<ChangeHash>, saved: Vec<u8>) {
         if !self.conns.contains_key(&id) {
             return;
         }
+        // Automerge encodes hash lists sorted (and the replica's may not be).
+        heads.sort();
         let mut flags = MessageFlags::new();
         flags.set(MessageFlags::SUPPORTS_SYNC_RESET);
         let message = Message {
