@@ -6,7 +6,9 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use accord_identity::{OrgKey, OrgSecret};
 use accord_model::{DocId, PartnershipId};
 use automerge::ChangeHash;
-use automerge::sync::{Message, State, SyncDoc};
+use automerge::sync::{
+    BloomFilter, Capability, ChunkList, Have, Message, MessageFlags, MessageVersion, State, SyncDoc,
+};
 
 use accord_model::trust::{Attestation, RosterHistory};
 
@@ -24,6 +26,10 @@ const MAX_PARKED_BYTES: usize = 16 * 1024 * 1024;
 struct NewChanges {
     count: u64,
     changes: Vec<automerge::Change>,
+    /// The saved document as the peer sent it, when it became the whole of
+    /// a new document here: stored as is, so the receiver never saves again
+    /// what it has just loaded.
+    snapshot: Option<Vec<u8>>,
 }
 
 /// Why messages held for one document are not applied together.
@@ -268,6 +274,13 @@ struct Conn {
     docs: BTreeMap<DocId, Option<State>>,
     /// Attestations already sent on this connection.
     attested: BTreeSet<[u8; 32]>,
+    /// Documents we sent whole (see `Engine::send_snapshot`) whose receipt
+    /// the peer has not yet shown by naming heads in a sync message.
+    snapshots: BTreeSet<DocId>,
+    /// Snapshots the peer sent for documents we could not place yet (see
+    /// `Engine::hold_early`), and the attestations sent ahead of them.
+    early: BTreeMap<DocId, Vec<u8>>,
+    early_attestations: BTreeMap<DocId, Vec<serde_bytes::ByteBuf>>,
     reassembly: Option<Reassembly>,
     in_sync: bool,
     stats: ConnStats,
@@ -379,6 +392,9 @@ impl Engine {
             their_lists: BTreeMap::new(),
             docs: BTreeMap::new(),
             attested: BTreeSet::new(),
+            snapshots: BTreeSet::new(),
+            early: BTreeMap::new(),
+            early_attestations: BTreeMap::new(),
             reassembly: None,
             in_sync: false,
             stats: ConnStats::default(),
@@ -513,6 +529,9 @@ impl Engine {
                 let reason: String = reason.chars().take(MAX_TEXT).collect();
                 let doc = DocId::from_bytes(doc);
                 self.peer_refused(doc, &hashes);
+                // A peer that refused part of a snapshot may still hold
+                // nothing: its next message speaks for after the snapshot.
+                self.conn(id).snapshots.remove(&doc);
                 tracing::warn!(conn = id.0, %doc, changes, %reason, "the peer refused changes we sent");
                 self.out.events.push(Event::RefusedByPeer {
                     conn: id,
@@ -702,15 +721,23 @@ impl Engine {
 
     fn on_sync(&mut self, id: ConnId, doc: DocId, message: Vec<u8>) -> Result {
         if !self.conn(id).docs.contains_key(&doc) {
-            let Some(slot) = self.docs.get(&doc) else {
-                return Ok(());
-            };
-            let p = slot.partnership;
-            if !self.conn(id).shared.contains(&p) || !self.listed(p, doc) {
-                tracing::debug!(conn = id.0, doc = %doc, "ignoring sync for a document we do not share");
-                return Ok(());
+            let shared = self.docs.get(&doc).is_some_and(|slot| {
+                let p = slot.partnership;
+                self.conns.get(&id).is_some_and(|c| c.shared.contains(&p)) && self.listed(p, doc)
+            });
+            if !shared {
+                return self.hold_early(id, doc, message);
             }
             self.conn(id).docs.insert(doc, None);
+        }
+        if self.conn(id).snapshots.contains(&doc) {
+            let decoded = Message::decode(&message)
+                .map_err(|e| (ErrorCode::Protocol, format!("malformed sync message: {e}")))?;
+            if self.sent_before_our_snapshot(id, doc, &decoded)
+                || self.settle_snapshot_answer(id, doc, &decoded)
+            {
+                return Ok(());
+            }
         }
         let Some(slot) = self.docs.get_mut(&doc) else {
             return Ok(());
@@ -726,6 +753,58 @@ impl Engine {
             return Ok(());
         }
         self.apply_message(id, doc, message)
+    }
+
+    /// A sync message for a document we cannot place yet: typically a
+    /// snapshot that overtook the roster which catalogues its document. A
+    /// snapshot is kept (bounded) until the document is placed, because its
+    /// sender waits for our answer to it; anything else is dropped, as
+    /// Automerge's negotiation recovers from that by itself.
+    fn hold_early(&mut self, id: ConnId, doc: DocId, message: Vec<u8>) -> Result {
+        let whole = Message::decode(&message).is_ok_and(|m| provenance::is_document(&m));
+        let conn = self.conn(id);
+        if !whole || conn.shared.is_empty() {
+            tracing::debug!(conn = id.0, doc = %doc, "ignoring sync for a document we do not share");
+            return Ok(());
+        }
+        let held: usize = conn.early.values().map(Vec::len).sum();
+        if held + message.len() > MAX_PARKED_BYTES {
+            return refuse(
+                ErrorCode::TooLarge,
+                "too many documents arrived before the roster that lists them; reconnect to carry on",
+            );
+        }
+        tracing::debug!(conn = id.0, %doc, "holding a snapshot until its document is listed");
+        conn.early.insert(doc, message);
+        Ok(())
+    }
+
+    /// Starts syncing `doc` on `id` from a snapshot the peer sent before we
+    /// could place it, if there is one (our answer is the first thing the
+    /// peer hears from us about the document).
+    fn start_from_early(&mut self, id: ConnId, doc: DocId) -> bool {
+        let conn = self.conn(id);
+        let attestations = conn.early_attestations.remove(&doc);
+        let message = conn.early.remove(&doc);
+        let started = message.is_some();
+        if started {
+            conn.docs.insert(doc, None);
+            conn.in_sync = false;
+        }
+        let mut result = Ok(());
+        if let Some(list) = attestations {
+            result = self.on_attest(id, doc, list);
+        }
+        if let Some(message) = message
+            && result.is_ok()
+        {
+            result = self.on_sync(id, doc, message);
+        }
+        if let Err((code, text)) = result {
+            self.fail(id, code, text);
+            return true;
+        }
+        started
     }
 
     /// Applies every held message: one Automerge apply per document for all
@@ -747,6 +826,7 @@ impl Engine {
                         let new = NewChanges {
                             count: changes.len() as u64,
                             changes,
+                            snapshot: None,
                         };
                         if let Err((code, text)) =
                             self.record_changes(first, doc, peer, &new, heads)
@@ -796,6 +876,11 @@ impl Engine {
         let mut changes = Vec::new();
         for (_, bytes) in messages {
             let message = Message::decode(bytes).map_err(|_| Fallback::OneByOne)?;
+            // A whole document cannot be merged with other messages' changes
+            // into one message; judging it here would only load it twice.
+            if provenance::is_document(&message) {
+                return Err(Fallback::OneByOne);
+            }
             for chunk in message.changes.iter() {
                 changes.extend_from_slice(chunk);
             }
@@ -869,6 +954,24 @@ impl Engine {
             .filter_map(|bytes| Attestation::from_bytes(bytes).ok())
             .map(|a| (a.id(), a))
             .collect();
+        if self.snapshot_only(doc, log) {
+            // The stored snapshot is the whole document and every connection
+            // waiting for it wants exactly that: send those bytes as they
+            // are, and never parse the document (its peers' answers are
+            // settled without it too, see `settle_snapshot_answer`).
+            let Some(slot) = self.docs.get_mut(&doc) else {
+                return;
+            };
+            slot.residency = Residency::Unloaded;
+            let heads = slot.heads.clone();
+            for id in std::mem::take(&mut slot.waiting) {
+                self.send_whole(id, doc, heads.clone(), snapshot.to_vec());
+            }
+            return;
+        }
+        let Some(slot) = self.docs.get_mut(&doc) else {
+            return;
+        };
         // Strict: a damaged stored change is an error, not a silent loss.
         let loaded = catch_unwind(|| accord_model::load_stored(snapshot, log));
         let mut loaded = match loaded {
@@ -899,6 +1002,21 @@ impl Engine {
         for conn in waiting {
             self.pump(conn, doc);
         }
+    }
+
+    /// Whether a document just read from the replica is wanted only to be
+    /// sent whole: nothing to apply to it, every waiting connection's peer
+    /// lacks it, and its stored form is one snapshot (no log to fold in).
+    fn snapshot_only(&self, doc: DocId, log: &[Vec<u8>]) -> bool {
+        let Some(slot) = self.docs.get(&doc) else {
+            return false;
+        };
+        log.is_empty()
+            && doc != slot.partnership.roster_doc()
+            && slot.inbox.is_empty()
+            && !self.inbound.contains_key(&doc)
+            && !slot.waiting.is_empty()
+            && slot.waiting.iter().all(|id| self.peer_lacks(*id, doc))
     }
 
     fn on_load_failed(&mut self, doc: DocId, reason: &str) {
@@ -979,6 +1097,9 @@ impl Engine {
         let peer = self.peer_of(id);
         let message = Message::decode(&bytes)
             .map_err(|e| (ErrorCode::Protocol, format!("malformed sync message: {e}")))?;
+        if self.sent_before_our_snapshot(id, doc, &message) {
+            return Ok(());
+        }
         let Some(slot) = self.docs.get_mut(&doc) else {
             return Ok(());
         };
@@ -993,6 +1114,13 @@ impl Engine {
             return self.park(id, doc, bytes);
         }
         let mut message = message;
+        let whole_document = provenance::is_document(&message);
+        if whole_document && self.holds_all(doc, &message.heads) {
+            // Another connection brought the same document first: a saved
+            // document holds nothing beyond the history of its heads, so
+            // there is nothing to judge, load or apply.
+            message.changes = ChunkList::empty();
+        }
         let screened = match self.screen(doc, &message) {
             Err(NotYet::Roster) => return self.park(id, doc, bytes),
             Ok(Err(e)) => return refuse(ErrorCode::Protocol, e),
@@ -1020,23 +1148,48 @@ impl Engine {
             return Ok(());
         };
         let before = d.get_heads();
+        let mut installed = None;
+        if let Some((document, count)) = screened.document
+            && before.is_empty()
+        {
+            // We held nothing and all of it was accepted: the document decoded
+            // for judging becomes ours, and its bytes our stored snapshot.
+            let saved: Vec<u8> = message.changes.iter().flatten().copied().collect();
+            *d = *document;
+            message.changes = ChunkList::empty();
+            installed = Some((count, saved));
+        }
         let applied = catch_unwind(AssertUnwindSafe(|| {
             d.sync().receive_sync_message(&mut state, message)
         }));
+        if whole_document {
+            // The sender of a whole document waits to hear our heads, even
+            // when Automerge, seeing them equal to the message's, would not
+            // answer (it takes an applied message without changes as one
+            // it has already answered).
+            state.have_responded = false;
+        }
         let after = d.get_heads();
         let new_changes = if after == before {
             NewChanges::default()
+        } else if let Some((count, saved)) = installed {
+            NewChanges {
+                count,
+                changes: Vec::new(),
+                snapshot: Some(saved),
+            }
         } else if before.is_empty() {
             // A whole document: only its size is needed (it is stored as a snapshot).
             NewChanges {
                 count: d.get_changes_meta(&[]).len() as u64,
-                changes: Vec::new(),
+                ..NewChanges::default()
             }
         } else {
             let changes = d.get_changes(&before);
             NewChanges {
                 count: changes.len() as u64,
                 changes,
+                snapshot: None,
             }
         };
         if !matches!(applied, Ok(Ok(()))) {
@@ -1055,6 +1208,79 @@ impl Engine {
         self.pump(id, doc);
         self.check_in_sync(id);
         Ok(())
+    }
+
+    /// Whether `message` was sent before the peer received the snapshot of
+    /// `doc` we sent it, and so says nothing we need. Our snapshot and the
+    /// peer's first message (which, holding nothing, names no heads) cross
+    /// on the wire; taken at its word, that message would make Automerge
+    /// think the peer lost everything and send the whole document again.
+    /// The peer answers every snapshot with its heads, so the first message
+    /// naming heads (or a refusal) ends the wait.
+    fn sent_before_our_snapshot(&mut self, id: ConnId, doc: DocId, message: &Message) -> bool {
+        let conn = self.conn(id);
+        if !conn.snapshots.contains(&doc) {
+            return false;
+        }
+        if message.heads.is_empty() {
+            tracing::trace!(conn = id.0, %doc, "skipping a message sent before our snapshot arrived");
+            return true;
+        }
+        conn.snapshots.remove(&doc);
+        false
+    }
+
+    /// Takes the peer's answer to our snapshot without Automerge when it
+    /// says exactly "I hold your heads and nothing else": the sync state is
+    /// then what receiving it would make it, and the document (which a
+    /// relay or a node sending from its replica never parsed) stays unloaded.
+    /// Anything else goes through Automerge as usual.
+    fn settle_snapshot_answer(&mut self, id: ConnId, doc: DocId, message: &Message) -> bool {
+        let Some(slot) = self.docs.get(&doc) else {
+            return false;
+        };
+        let ours = slot.heads.clone();
+        let nothing_more = message.changes.is_empty()
+            && message.need.is_empty()
+            && same_heads(&message.heads, &ours)
+            && message
+                .have
+                .iter()
+                .all(|h| same_heads(&h.last_sync, &ours) && h.bloom.to_bytes().is_empty());
+        if !nothing_more {
+            return false;
+        }
+        let their_capabilities = message.flags.map(|flags| {
+            let mut caps = vec![Capability::MessageV2];
+            if flags.contains(MessageFlags::SUPPORTS_SYNC_RESET) {
+                caps.push(Capability::SyncReset);
+            }
+            caps
+        });
+        let state = State {
+            shared_heads: message.heads.clone(),
+            last_sent_heads: message.heads.clone(),
+            their_heads: Some(message.heads.clone()),
+            their_need: Some(Vec::new()),
+            their_have: Some(message.have.clone()),
+            have_responded: true,
+            peer_read_only: message
+                .flags
+                .is_some_and(|f| f.contains(MessageFlags::READ_ONLY)),
+            their_capabilities,
+            ..State::new()
+        };
+        self.conn(id).docs.insert(doc, Some(state));
+        self.check_in_sync(id);
+        true
+    }
+
+    /// Whether we hold every one of `heads` (and so everything they depend on).
+    fn holds_all(&mut self, doc: DocId, heads: &[ChangeHash]) -> bool {
+        let Some(d) = self.docs.get_mut(&doc).and_then(DocSlot::doc_mut) else {
+            return false;
+        };
+        !heads.is_empty() && heads.iter().all(|h| d.get_change_meta_by_hash(h).is_some())
     }
 
     /// Persists and announces changes received from `peer`, and forwards them.
@@ -1111,7 +1337,10 @@ impl Engine {
             }
         } else {
             slot.stored = true;
-            let snapshot = slot.doc_mut().map(|d| d.save()).unwrap_or_default();
+            let snapshot = match &new.snapshot {
+                Some(saved) => saved.clone(),
+                None => slot.doc_mut().map(|d| d.save()).unwrap_or_default(),
+            };
             StorageWrite::NewDocument {
                 doc,
                 partnership: p,
@@ -1302,16 +1531,24 @@ impl Engine {
         if list.len() > provenance::MAX_OFFERED {
             return refuse(ErrorCode::TooLarge, "too many attestations in one frame");
         }
+        let placed = self.docs.get(&doc).is_some_and(|slot| {
+            self.conns
+                .get(&id)
+                .is_some_and(|c| c.shared.contains(&slot.partnership))
+        });
+        if !placed {
+            // They come first, for a snapshot that may also arrive before we
+            // can place its document (see `hold_early`): keep them with it.
+            let conn = self.conn(id);
+            let held: usize = conn.early_attestations.values().map(Vec::len).sum();
+            if !conn.shared.is_empty() && held + list.len() <= 4 * provenance::MAX_OFFERED {
+                conn.early_attestations.entry(doc).or_default().extend(list);
+            }
+            return Ok(());
+        }
         let Some(slot) = self.docs.get_mut(&doc) else {
             return Ok(());
         };
-        if !self
-            .conns
-            .get(&id)
-            .is_some_and(|c| c.shared.contains(&slot.partnership))
-        {
-            return Ok(());
-        }
         for bytes in list {
             let attestation = Attestation::from_bytes(&bytes)
                 .map_err(|e| (ErrorCode::Protocol, e.to_string()))?;
@@ -1351,9 +1588,12 @@ impl Engine {
             .collect();
         if let Some(conn) = self.conns.get_mut(&culprit) {
             conn.docs.remove(&doc);
+            conn.snapshots.remove(&doc);
         }
         for id in others {
-            self.conn(id).docs.insert(doc, Some(State::new()));
+            let conn = self.conn(id);
+            conn.docs.insert(doc, Some(State::new()));
+            conn.snapshots.remove(&doc);
             self.pump(id, doc);
         }
     }
@@ -1364,7 +1604,9 @@ impl Engine {
             return;
         };
         let Some((peer, _)) = conn.peer() else { return };
-        if !conn.docs.contains_key(&doc) {
+        // Until the peer answers our snapshot there is nothing to add: its
+        // answer (our heads, or more) decides what comes next.
+        if !conn.docs.contains_key(&doc) || conn.snapshots.contains(&doc) {
             return;
         }
         let Some(slot) = self.docs.get_mut(&doc) else {
@@ -1375,11 +1617,30 @@ impl Engine {
             self.request_load(doc);
             return;
         }
+        if self.peer_lacks(id, doc) {
+            self.send_snapshot(id, doc);
+            return;
+        }
         let mut state = self.take_state(id, doc, peer);
-        let Some(d) = self.docs.get_mut(&doc).and_then(DocSlot::doc_mut) else {
+        let Some(slot) = self.docs.get_mut(&doc) else {
             return;
         };
-        let message = d.sync().generate_sync_message(&mut state);
+        let waiting_for = missing_deps_of_pending(slot);
+        let Some(d) = slot.doc_mut() else {
+            return;
+        };
+        let mut message = d.sync().generate_sync_message(&mut state);
+        if let Some(m) = message.as_mut() {
+            // Changes waiting in `pending` are invisible to Automerge, which
+            // would ask for them again rather than for what they wait on
+            // (and the peer, having sent them, would never send them again).
+            // (Automerge encodes hash lists sorted.)
+            if !waiting_for.is_empty() {
+                m.need.extend(waiting_for);
+                m.need.sort();
+                m.need.dedup();
+            }
+        }
         self.conn(id).docs.insert(doc, Some(state));
         if let Some(message) = message {
             if !message.changes.is_empty() {
@@ -1389,6 +1650,79 @@ impl Engine {
             for frame in sync_frames(*doc.as_bytes(), message.encode()) {
                 self.send(id, &frame);
             }
+        }
+    }
+
+    /// Whether sync of `doc` on this connection has not started and the
+    /// peer's document list says it holds none of it. Such a peer gets a
+    /// snapshot: Automerge's own first messages would carry a Bloom filter
+    /// over every change (twice), several times the size of the document.
+    fn peer_lacks(&self, id: ConnId, doc: DocId) -> bool {
+        let (Some(conn), Some(slot)) = (self.conns.get(&id), self.docs.get(&doc)) else {
+            return false;
+        };
+        if !matches!(conn.docs.get(&doc), Some(None)) || !slot.stored || slot.heads.is_empty() {
+            return false;
+        }
+        conn.their_lists.get(&slot.partnership).is_some_and(|list| {
+            list.iter()
+                .find(|e| e.id == *doc.as_bytes())
+                .is_none_or(|e| e.heads.is_empty())
+        })
+    }
+
+    /// Sends `doc` whole, as one Automerge sync message: the saved document,
+    /// our heads, and a `have` that says we hold those heads and nothing
+    /// since (an empty Bloom filter), so the peer sends back only what it
+    /// holds beyond them. It is an ordinary sync message to the peer: its
+    /// attestations travel first and it is judged before it is applied.
+    /// The peer answers with its heads; until then, see
+    /// `sent_before_our_snapshot`.
+    fn send_snapshot(&mut self, id: ConnId, doc: DocId) {
+        let Some(d) = self.docs.get_mut(&doc).and_then(DocSlot::doc_mut) else {
+            return;
+        };
+        let heads = d.get_heads();
+        let saved = d.save();
+        self.send_whole(id, doc, heads, saved);
+    }
+
+    /// Sends `saved` (a saved document whose heads are `heads`) as a snapshot.
+    fn send_whole(&mut self, id: ConnId, doc: DocId, mut heads: Vec<ChangeHash>, saved: Vec<u8>) {
+        if !self.conns.contains_key(&id) {
+            return;
+        }
+        // Automerge encodes hash lists sorted (and the replica's may not be).
+        heads.sort();
+        let mut flags = MessageFlags::new();
+        flags.set(MessageFlags::SUPPORTS_SYNC_RESET);
+        let message = Message {
+            heads: heads.clone(),
+            need: Vec::new(),
+            have: vec![Have {
+                last_sync: heads.clone(),
+                bloom: BloomFilter::default(),
+            }],
+            changes: saved.into(),
+            flags: Some(flags),
+            version: MessageVersion::V2,
+        };
+        // Nothing is known of the peer yet (`shared_heads` stays empty until
+        // it confirms); we have spoken and wait for its answer.
+        let state = State {
+            last_sent_heads: heads,
+            have_responded: true,
+            in_flight: true,
+            ..State::new()
+        };
+        self.send_attestations(id, doc);
+        let conn = self.conn(id);
+        conn.docs.insert(doc, Some(state));
+        conn.snapshots.insert(doc);
+        conn.stats.changes_sent += 1;
+        tracing::debug!(conn = id.0, %doc, "sending a snapshot to a peer that holds none of the document");
+        for frame in sync_frames(*doc.as_bytes(), message.encode()) {
+            self.send(id, &frame);
         }
     }
 
@@ -1456,6 +1790,9 @@ impl Engine {
         for id in ids {
             if !self.conn(id).docs.contains_key(&doc) {
                 self.announce(id, p, doc);
+                if self.start_from_early(id, doc) {
+                    continue;
+                }
                 self.conn(id).docs.insert(doc, None);
             }
             self.conn(id).in_sync = false;
@@ -1518,16 +1855,20 @@ impl Engine {
             let their_heads: Option<Vec<ChangeHash>> = theirs
                 .get(&doc)
                 .map(|e| e.heads.iter().map(|h| ChangeHash(*h)).collect());
+            // A snapshot the peer sent early waits for our answer even
+            // when we hold the same heads by now.
+            let early = self.conn(id).early.contains_key(&doc);
             match self.docs.get(&doc) {
                 Some(slot)
-                    if their_heads
-                        .as_ref()
-                        .is_some_and(|h| same_heads(h, &slot.heads)) =>
+                    if !early
+                        && their_heads
+                            .as_ref()
+                            .is_some_and(|h| same_heads(h, &slot.heads)) =>
                 {
                     continue;
                 }
                 // A placeholder another peer is still filling: offered once stored.
-                Some(slot) if !slot.stored && their_heads.is_none() => continue,
+                Some(slot) if !early && !slot.stored && their_heads.is_none() => continue,
                 Some(_) => {}
                 None => {
                     let Some(entry) = theirs.get(&doc) else {
@@ -1538,6 +1879,9 @@ impl Engine {
             }
             if !theirs.contains_key(&doc) {
                 self.announce(id, p, doc);
+            }
+            if self.start_from_early(id, doc) {
+                continue;
             }
             self.conn(id).docs.insert(doc, None);
             self.pump(id, doc);
@@ -1589,6 +1933,7 @@ impl Engine {
         conn.shared.remove(&p);
         for doc in docs {
             conn.docs.remove(&doc);
+            conn.snapshots.remove(&doc);
         }
     }
 
@@ -1802,6 +2147,7 @@ impl Engine {
     /// nothing changes. The next change reloads what it needs.
     fn release_settled(&mut self, id: ConnId, peer: OrgKey) {
         let settled = std::mem::take(&mut self.conn(id).docs);
+        self.conn(id).snapshots.clear();
         for (doc, state) in &settled {
             if let (Some(slot), Some(state)) = (self.docs.get_mut(doc), state) {
                 slot.saved_states.insert(peer, state.clone());
@@ -1895,6 +2241,27 @@ impl Engine {
             .map(|(p, _)| p)
             .expect("connection is authenticated")
     }
+}
+
+/// The dependencies of changes waiting in `slot.pending` that we hold
+/// neither in the document nor among the waiting changes.
+fn missing_deps_of_pending(slot: &mut DocSlot) -> Vec<ChangeHash> {
+    if slot.pending.is_empty() {
+        return Vec::new();
+    }
+    let waiting: BTreeSet<ChangeHash> = slot.pending.iter().map(|c| c.hash()).collect();
+    let deps: BTreeSet<ChangeHash> = slot
+        .pending
+        .iter()
+        .flat_map(|c| c.deps().to_vec())
+        .filter(|h| !waiting.contains(h))
+        .collect();
+    let Some(d) = slot.doc_mut() else {
+        return Vec::new();
+    };
+    deps.into_iter()
+        .filter(|h| d.get_change_meta_by_hash(h).is_none())
+        .collect()
 }
 
 fn same_heads(a: &[ChangeHash], b: &[ChangeHash]) -> bool {

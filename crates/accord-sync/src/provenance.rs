@@ -44,6 +44,11 @@ pub(crate) struct Screened {
     pub refused_deps: BTreeMap<ChangeHash, Vec<ChangeHash>>,
     /// The accepted changes, when some were held back: replace the message's changes with these.
     pub keep: Option<Vec<u8>>,
+    /// The message was one whole document and all of it was accepted: the
+    /// document as decoded for judging, with its number of changes, so a
+    /// receiver that holds nothing can take it as is instead of having
+    /// Automerge load the same bytes a second time.
+    pub document: Option<(Box<AutoCommit>, u64)>,
 }
 
 impl Screened {
@@ -100,7 +105,7 @@ pub(crate) fn screen(
         Err(e) => return Ok(Err(e)),
     };
     let had_pending = !pending.is_empty();
-    let source = match (source, had_pending) {
+    let mut source = match (source, had_pending) {
         (None, false) => return Ok(Ok(Screened::clean())),
         (Some(source), false) => source,
         (source, true) => {
@@ -118,7 +123,7 @@ pub(crate) fn screen(
             Source::Changes(changes)
         }
     };
-    let candidates = candidates(&source, current);
+    let candidates = candidates(&mut source, current);
     if candidates.is_empty() {
         pending.clear();
         return Ok(Ok(Screened::clean()));
@@ -126,9 +131,9 @@ pub(crate) fn screen(
     let (built_on_refused, candidates) = split_built_on_refused(candidates, known_refused);
     let mut verdict = match rule {
         Rule::Roster => {
-            let changes = match &source {
+            let changes = match &mut source {
                 Source::Changes(c) => c.clone(),
-                Source::Document(d) => d.clone().get_changes(&[]),
+                Source::Document(d) => d.get_changes(&[]),
             };
             let fresh: Vec<Change> = changes
                 .into_iter()
@@ -155,7 +160,14 @@ pub(crate) fn screen(
             .push((c.hash, c.org, Refusal::DependsOnRefused));
     }
     if verdict.refused.is_empty() && verdict.waiting.is_empty() && !had_pending {
-        return Ok(Ok(Screened::default()));
+        let document = match source {
+            Source::Document(d) => Some((d, candidates.len() as u64)),
+            Source::Changes(_) => None,
+        };
+        return Ok(Ok(Screened {
+            document,
+            ..Screened::default()
+        }));
     }
     let refused_deps = candidates
         .iter()
@@ -169,6 +181,7 @@ pub(crate) fn screen(
         refused: verdict.refused,
         refused_deps,
         keep: Some(keep),
+        document: None,
     }))
 }
 
@@ -243,6 +256,19 @@ fn decode(message: &Message) -> Result<Option<Source>, String> {
     }
 }
 
+/// Whether a message carries one whole saved document (a snapshot, or
+/// Automerge's own whole-document reply) rather than individual changes.
+/// Reads only the first chunk's header: cheap enough to ask before deciding
+/// whether to decode the document at all.
+pub(crate) fn is_document(message: &Message) -> bool {
+    message
+        .changes
+        .iter()
+        .next()
+        .and_then(|chunk| chunk_header(chunk).ok())
+        .is_some_and(|(kind, _)| kind == CHUNK_DOCUMENT)
+}
+
 /// Reads an Automerge chunk header: magic, checksum, type, LEB128 length.
 /// Returns the type and the chunk's whole length (header included).
 fn chunk_header(bytes: &[u8]) -> Result<(u8, usize), String> {
@@ -275,16 +301,14 @@ fn chunk_header(bytes: &[u8]) -> Result<(u8, usize), String> {
 }
 
 /// The candidates for judgement: the changes we do not hold yet.
-fn candidates(source: &Source, current: &mut AutoCommit) -> Vec<Candidate> {
+fn candidates(source: &mut Source, current: &mut AutoCommit) -> Vec<Candidate> {
     let all: Vec<Candidate> = match source {
         Source::Changes(changes) => changes.iter().map(Candidate::of_change).collect(),
-        Source::Document(doc) => {
-            let mut doc = doc.clone();
-            doc.get_changes_meta(&[])
-                .iter()
-                .map(Candidate::of_meta)
-                .collect()
-        }
+        Source::Document(doc) => doc
+            .get_changes_meta(&[])
+            .iter()
+            .map(Candidate::of_meta)
+            .collect(),
     };
     if current.get_heads().is_empty() {
         return all;

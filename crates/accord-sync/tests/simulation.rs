@@ -1036,3 +1036,111 @@ fn after_one_small_change_a_reconnect_syncs_only_that_document() {
         assert!(sim.violations.is_empty(), "{:?}", sim.violations);
     }
 }
+
+/// Whole-document sync messages delivered to node `n` on `link`, per document.
+fn snapshots_to(sim: &Sim, link: usize, n: usize) -> BTreeMap<DocId, usize> {
+    let side = sim.links[link]
+        .ends
+        .iter()
+        .position(|e| e.node() == Some(n))
+        .expect("an end of the link");
+    let mut out = BTreeMap::new();
+    for frame in &sim.links[link].delivered[side] {
+        let Some(Frame::Sync { doc, message }) = frame else {
+            continue;
+        };
+        let message = automerge::sync::Message::decode(message).expect("a sync message");
+        // An Automerge chunk header: 4 magic bytes, 4 checksum bytes, then the type (0: document).
+        let whole = message
+            .changes
+            .iter()
+            .next()
+            .is_some_and(|c| c.get(8) == Some(&0));
+        if whole {
+            *out.entry(DocId::from_bytes(*doc)).or_default() += 1;
+        }
+    }
+    out
+}
+
+/// A member that holds nothing dials a partner and the relay at once: both
+/// send it every document as a snapshot, and the snapshots cross. It takes
+/// the first, recognises the second as held, answers both with its heads,
+/// and both connections settle (the reverted first attempt left one side
+/// waiting for heads it was never told).
+#[test]
+fn the_same_snapshot_over_two_connections_settles_both() {
+    let mut sim = Sim::new(5);
+    let a = sim.add_node("org0", [1; 32], PeerRole::Node);
+    let b = sim.add_node("org1", [2; 32], PeerRole::Node);
+    let r = sim.add_node("relay", [99; 32], PeerRole::Relay);
+    let (p, _) = sim.create_partnership(a, &[a, b], 2);
+    for _ in 0..30 {
+        sim.random_edit(a, p);
+    }
+    let docs = sim.nodes[a].store.docs_of(p);
+    sim.connect(a, r, true).expect("connected");
+    sim.run_until_quiescent();
+    assert_eq!(sim.nodes[r].store.docs_of(p), docs);
+
+    sim.nodes[b].joined.insert(p);
+    sim.input(b, Input::Want { partnership: p });
+    sim.fixed_latency = Some(50);
+    let direct = sim.connect(b, a, true).expect("connected");
+    let relayed = sim.connect(b, r, true).expect("connected");
+    sim.run_until_quiescent();
+
+    assert!(sim.violations.is_empty(), "{:?}", sim.violations);
+    assert!(sim.panics.is_empty(), "{:?}", sim.panics);
+    assert_same(&sim, p, &[a, b, r]);
+    assert!(sim.nodes[b].in_sync_on(direct) && sim.nodes[a].in_sync_on(direct));
+    assert!(sim.nodes[b].in_sync_on(relayed) && sim.nodes[r].in_sync_on(relayed));
+    // Every document came whole over both connections, exactly once each.
+    for link in [direct, relayed] {
+        let got = snapshots_to(&sim, link, b);
+        assert_eq!(got.len(), docs.len(), "link {link}: {got:?}");
+        assert!(got.values().all(|&n| n == 1), "link {link}: {got:?}");
+    }
+}
+
+/// The snapshot is the only large message of a clone: B's engine answers
+/// with its heads, and nothing else of size crosses.
+#[test]
+fn a_clone_sends_each_document_once_and_no_bloom_filter_of_its_history() {
+    let mut sim = Sim::new(6);
+    let a = sim.add_node("org0", [1; 32], PeerRole::Node);
+    let b = sim.add_node("org1", [2; 32], PeerRole::Node);
+    let (p, _) = sim.create_partnership(a, &[a, b], 1);
+    for _ in 0..200 {
+        sim.random_edit(a, p);
+    }
+    let docs = sim.nodes[a].store.docs_of(p);
+    sim.nodes[b].joined.insert(p);
+    sim.input(b, Input::Want { partnership: p });
+    let link = sim.connect(b, a, true).expect("connected");
+    sim.run_until_quiescent();
+    assert!(sim.violations.is_empty(), "{:?}", sim.violations);
+    assert_same(&sim, p, &[a, b]);
+    assert!(sim.nodes[b].in_sync_on(link));
+    let saved: usize = sim.nodes[a]
+        .store
+        .docs_of(p)
+        .iter()
+        .map(|d| sim.nodes[a].store.load(*d).expect("stored").save().len())
+        .sum();
+    // Sync messages towards B: the snapshots, plus Automerge's closing
+    // messages (heads and an empty Bloom filter).
+    let side = usize::from(sim.links[link].ends[0].node() != Some(b));
+    let sync_bytes: usize = sim.links[link].delivered[side]
+        .iter()
+        .filter_map(|f| match f {
+            Some(Frame::Sync { message, .. }) => Some(message.len()),
+            _ => None,
+        })
+        .sum();
+    assert_eq!(snapshots_to(&sim, link, b).len(), docs.len());
+    assert!(
+        sync_bytes <= saved + 200 * docs.len(),
+        "{sync_bytes} bytes of sync messages for {saved} saved bytes"
+    );
+}
