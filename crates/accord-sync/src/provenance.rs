@@ -51,12 +51,6 @@ pub(crate) struct Screened {
     pub document: Option<(Box<AutoCommit>, u64)>,
 }
 
-impl Screened {
-    fn clean() -> Self {
-        Self::default()
-    }
-}
-
 /// What this replica already knows about a document, for judging a message.
 pub(crate) struct Known<'a> {
     /// Attestations held and offered.
@@ -106,7 +100,7 @@ pub(crate) fn screen(
     };
     let had_pending = !pending.is_empty();
     let mut source = match (source, had_pending) {
-        (None, false) => return Ok(Ok(Screened::clean())),
+        (None, false) => return Ok(Ok(Screened::default())),
         (Some(source), false) => source,
         (source, true) => {
             let mut changes = match source {
@@ -126,7 +120,7 @@ pub(crate) fn screen(
     let candidates = candidates(&mut source, current);
     if candidates.is_empty() {
         pending.clear();
-        return Ok(Ok(Screened::clean()));
+        return Ok(Ok(Screened::default()));
     }
     let (built_on_refused, candidates) = split_built_on_refused(candidates, known_refused);
     let mut verdict = match rule {

@@ -266,39 +266,32 @@ impl Workspace {
     {
         let me = self.whoami();
         let id = Notes::doc_id(p, &me.key);
-        let mut tx = Tx::default();
         let existing = persist::load(self.replica(), id, self.actor.clone())?;
+        let is_new = existing.is_none();
         let (mut notes, mut counters) = match existing {
             Some((_, doc, counters)) => {
                 (Notes::from_doc(p, &me.key, doc, &roster.heads)?, counters)
             }
-            None => {
-                let mut notes = Notes::create(p, &me.key, self.actor.clone(), &roster.heads)?;
-                notes.commit("Started notes", unix_now());
-                let info = DocInfo {
-                    partnership: *p.as_bytes(),
-                    kind: "notes".to_owned(),
-                    title: format!("Notes of {}", me.name),
-                };
-                persist::put_new(&mut tx, id, info, notes.doc_mut());
-                (notes, LogCounters::default())
-            }
+            None => (
+                Notes::create(p, &me.key, self.actor.clone(), &roster.heads)?,
+                LogCounters::default(),
+            ),
         };
         edit(&mut notes)?;
-        let fresh = counters.next_seq == 0;
-        if let Some(change) = notes.commit(message, unix_now()) {
-            if fresh {
-                // Created in this transaction: store it whole.
-                tx = Tx::default();
-                let info = DocInfo {
-                    partnership: *p.as_bytes(),
-                    kind: "notes".to_owned(),
-                    title: format!("Notes of {}", me.name),
-                };
-                persist::put_new(&mut tx, id, info, notes.doc_mut());
-            } else {
-                counters.record(&mut tx, id, notes.doc_mut(), change, self.policy);
-            }
+        let Some(change) = notes.commit(message, unix_now()) else {
+            return Ok(());
+        };
+        let mut tx = Tx::default();
+        if is_new {
+            // Created by this edit: stored whole, in the same transaction.
+            let info = DocInfo {
+                partnership: *p.as_bytes(),
+                kind: "notes".to_owned(),
+                title: format!("Notes of {}", me.name),
+            };
+            persist::put_new(&mut tx, id, info, notes.doc_mut());
+        } else {
+            counters.record(&mut tx, id, notes.doc_mut(), change, self.policy);
         }
         self.finish(tx)
     }

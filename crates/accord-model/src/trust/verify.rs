@@ -352,18 +352,11 @@ fn judge(
             return Ok(Err(Refusal::StaleRoster));
         }
     }
-    let allowed = match (rule, roster.role_at(claim, &org)?) {
-        (_, None) => return Ok(Err(Refusal::NotAMember)),
-        (_, Some(Role::DecisionMaker)) => true,
-        (Rule::Notes { .. }, Some(Role::Consultee)) => true,
-        (_, Some(_)) => false,
-    };
-    if allowed {
-        Ok(Ok(()))
-    } else {
-        let role = roster.role_at(claim, &org)?.unwrap_or(Role::Informed);
-        Ok(Err(Refusal::NotEntitled(role)))
-    }
+    Ok(match (rule, roster.role_at(claim, &org)?) {
+        (_, None) => Err(Refusal::NotAMember),
+        (_, Some(Role::DecisionMaker)) | (Rule::Notes { .. }, Some(Role::Consultee)) => Ok(()),
+        (_, Some(role)) => Err(Refusal::NotEntitled(role)),
+    })
 }
 
 /// Judges a batch of roster changes against `current` (the roster as this
