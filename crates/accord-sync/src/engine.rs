@@ -731,7 +731,7 @@ impl Engine {
             self.conn(id).docs.insert(doc, None);
         }
         if self.conn(id).snapshots.contains(&doc) {
-            let decoded = Message::decode(&message)
+            let decoded = crate::message::decode(&message)
                 .map_err(|e| (ErrorCode::Protocol, format!("malformed sync message: {e}")))?;
             if self.sent_before_our_snapshot(id, doc, &decoded)
                 || self.settle_snapshot_answer(id, doc, &decoded)
@@ -761,7 +761,7 @@ impl Engine {
     /// sender waits for our answer to it; anything else is dropped, as
     /// Automerge's negotiation recovers from that by itself.
     fn hold_early(&mut self, id: ConnId, doc: DocId, message: Vec<u8>) -> Result {
-        let whole = Message::decode(&message).is_ok_and(|m| provenance::is_document(&m));
+        let whole = crate::message::decode(&message).is_ok_and(|m| provenance::is_document(&m));
         let conn = self.conn(id);
         if !whole || conn.shared.is_empty() {
             tracing::debug!(conn = id.0, doc = %doc, "ignoring sync for a document we do not share");
@@ -875,7 +875,7 @@ impl Engine {
     ) -> std::result::Result<Option<Applied>, Fallback> {
         let mut changes = Vec::new();
         for (_, bytes) in messages {
-            let message = Message::decode(bytes).map_err(|_| Fallback::OneByOne)?;
+            let message = crate::message::decode(bytes).map_err(|_| Fallback::OneByOne)?;
             // A whole document cannot be merged with other messages' changes
             // into one message; judging it here would only load it twice.
             if provenance::is_document(&message) {
@@ -1095,7 +1095,7 @@ impl Engine {
     /// which only ever received whole, applied changes) and fails the connection.
     fn apply_message(&mut self, id: ConnId, doc: DocId, bytes: Vec<u8>) -> Result {
         let peer = self.peer_of(id);
-        let message = Message::decode(&bytes)
+        let message = crate::message::decode(&bytes)
             .map_err(|e| (ErrorCode::Protocol, format!("malformed sync message: {e}")))?;
         if self.sent_before_our_snapshot(id, doc, &message) {
             return Ok(());

@@ -28,6 +28,7 @@
 
 mod engine;
 mod handshake;
+mod message;
 mod provenance;
 mod registry;
 pub mod wire;
