@@ -12,12 +12,73 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
 use accord_identity::{OrgKey, OrgSecret};
+use accord_model::trust::Attestation;
 use accord_model::{DocId, PartnershipId};
 use accord_sync::wire::{self, Frame};
 use accord_sync::{ErrorCode, Event, Input, PeerRole, Session};
+use automerge::ChangeHash;
 use sim::{Sim, Stats, contents, frame_kind};
 
 const DEFAULT_SEEDS: u64 = 100;
+
+/// Simulated time within which every world must be quiet again after the
+/// final heal (restarts, reconnects and the whole resync included).
+const HEAL_BOUND_MS: u64 = 60_000;
+
+/// In half the worlds, gives every node (relay included) a clock off by
+/// up to three hours, days or years either way: authentication, sync and
+/// history must not care.
+fn skew_clocks(sim: &mut Sim) {
+    if !sim.rng.chance(50) {
+        return;
+    }
+    const HOUR: u64 = 3_600_000;
+    for n in 0..sim.nodes.len() {
+        let unit = [HOUR, 24 * HOUR, 8_766 * HOUR][sim.rng.below_usize(3)];
+        let size = sim.rng.below(3 * unit) as i64;
+        sim.nodes[n].clock_skew_ms = if sim.rng.chance(50) { size } else { -size };
+    }
+    let skews = sim.nodes.iter().map(|node| node.clock_skew_ms);
+    let widest = skews.clone().max().unwrap_or(0) - skews.min().unwrap_or(0);
+    sim.stats.skewed_worlds = 1;
+    sim.stats.widest_skew_hours = widest.unsigned_abs() / HOUR;
+}
+
+/// The history `n` shows of `doc`: in causal order whatever the writers'
+/// clocks claimed, and every entry verified as its organisation's.
+fn check_history(node: &sim::SimNode, doc: DocId) {
+    let stored = &node.store.docs[&doc];
+    let attestations: Vec<Attestation> = stored
+        .attestations
+        .values()
+        .filter_map(|bytes| Attestation::from_bytes(bytes).ok())
+        .collect();
+    let mut loaded = node.store.load(doc).expect("a stored document loads");
+    let entries = accord_model::history(&mut loaded, &attestations);
+    let position: BTreeMap<ChangeHash, usize> = loaded
+        .get_changes(&[])
+        .iter()
+        .enumerate()
+        .map(|(i, change)| (change.hash(), i))
+        .collect();
+    for (i, change) in loaded.get_changes(&[]).iter().enumerate() {
+        assert!(
+            change.deps().iter().all(|dep| position[dep] < i),
+            "{}'s history of {doc} lists a change before one it depends on",
+            node.name
+        );
+    }
+    let unverified: Vec<&str> = entries
+        .iter()
+        .filter(|e| !e.verified)
+        .map(|e| e.hash.as_str())
+        .collect();
+    assert!(
+        unverified.is_empty(),
+        "{}'s history of {doc} has unverified entries {unverified:?}",
+        node.name
+    );
+}
 
 /// One random world: its nodes and what they should end up holding.
 struct World {
@@ -60,6 +121,7 @@ impl World {
             let key_seed = sim.rng.bytes();
             sim.add_node("relay", key_seed, PeerRole::Relay)
         });
+        skew_clocks(&mut sim);
         let non_member = with_outsider.then_some(orgs - 1);
         let members: Vec<usize> = (0..orgs).filter(|i| Some(*i) != non_member).collect();
         let agreements = sim.rng.range(2, 3) as usize;
@@ -110,10 +172,15 @@ impl World {
                     if let Some(late) = self.late
                         && sim.rng.chance(10)
                     {
+                        // A member from the moment the roster change is
+                        // made: the admitting node may send it the
+                        // partnership before `admit` returns.
+                        sim.outsiders.remove(&late);
                         if sim.admit(n, p, late) {
-                            sim.outsiders.remove(&late);
                             self.members.push(late);
                             self.late = None;
+                        } else {
+                            sim.outsiders.insert(late);
                         }
                     } else {
                         sim.random_edit(n, p);
@@ -185,11 +252,11 @@ impl World {
             sim.restart(n);
         }
         if let Some(late) = self.late.take() {
+            sim.outsiders.remove(&late);
             assert!(
                 sim.admit(0, self.p, late),
                 "the creator admits the late member"
             );
-            sim.outsiders.remove(&late);
             self.members.push(late);
         }
         sim.run_until_quiescent();
@@ -306,6 +373,11 @@ impl World {
                 );
             }
         }
+        for &n in &holders {
+            for doc in reference.keys() {
+                check_history(&sim.nodes[n], *doc);
+            }
+        }
         if let Some(outsider) = self.non_member {
             let store = &sim.nodes[outsider].store;
             assert!(
@@ -354,7 +426,14 @@ fn run_seed(seed: u64, rounds: usize, check: bool) -> ([u8; 32], Stats) {
     for _ in 0..steps {
         world.random_step();
     }
+    let heal_started = world.sim.now;
     let healed = world.heal_and_converge(rounds);
+    let heal_took = world.sim.now - heal_started;
+    assert!(
+        heal_took <= HEAL_BOUND_MS,
+        "quiescence took {heal_took} ms of simulated time after the final heal (bound {HEAL_BOUND_MS} ms)"
+    );
+    world.sim.stats.slowest_heal_ms = heal_took;
     let panics: Vec<&String> = world.sim.panics.iter().map(|(_, record)| record).collect();
     assert!(panics.is_empty(), "an engine panicked: {panics:#?}");
     if check {
@@ -420,6 +499,9 @@ fn for_each_seed(seeds: &[u64], f: impl Fn(u64) -> Stats + Sync) -> Stats {
                     t.refused += stats.refused;
                     t.stale_lists += stats.stale_lists;
                     t.panics += stats.panics;
+                    t.skewed_worlds += stats.skewed_worlds;
+                    t.widest_skew_hours = t.widest_skew_hours.max(stats.widest_skew_hours);
+                    t.slowest_heal_ms = t.slowest_heal_ms.max(stats.slowest_heal_ms);
                 }
             });
         }

@@ -306,6 +306,10 @@ pub struct SimNode {
     pub joined: BTreeSet<PartnershipId>,
     /// Bumped on every restart; part of the actor suffix of local edits.
     pub incarnation: u32,
+    /// How far this organisation's clock is from true (simulated) time:
+    /// hours or years either way in skewed worlds. Its engine and its
+    /// commits see only its own clock.
+    pub clock_skew_ms: i64,
     pub conns: BTreeMap<ConnId, usize>,
     /// Every event, with the link its connection belonged to.
     pub events: Vec<(Option<usize>, Event)>,
@@ -458,6 +462,10 @@ pub fn frame_kind(frame: &Option<Frame>) -> &'static str {
     }
 }
 
+/// True time at the simulation's start (2026-01-01), so that skewed
+/// clocks can run years behind without going below zero.
+pub const EPOCH_MS: i64 = 1_767_225_600_000;
+
 #[derive(Debug, Default, Clone)]
 pub struct Stats {
     pub frames: u64,
@@ -471,6 +479,12 @@ pub struct Stats {
     pub refused: u64,
     pub stale_lists: u64,
     pub panics: u64,
+    /// Worlds whose organisations' clocks disagreed.
+    pub skewed_worlds: u64,
+    /// The largest disagreement between two clocks of one world, in hours.
+    pub widest_skew_hours: u64,
+    /// The longest simulated time from the final heal to quiescence.
+    pub slowest_heal_ms: u64,
 }
 
 pub struct Sim {
@@ -537,6 +551,7 @@ impl Sim {
             },
             joined: BTreeSet::new(),
             incarnation: 0,
+            clock_skew_ms: 0,
             conns: BTreeMap::new(),
             events: Vec::new(),
         };
@@ -544,6 +559,18 @@ impl Sim {
         self.nodes.push(node);
         self.groups.push(0);
         self.nodes.len() - 1
+    }
+
+    /// Node `n`'s clock in milliseconds: simulated time counted from
+    /// [`EPOCH_MS`], plus the node's skew.
+    pub fn clock(&self, n: usize) -> u64 {
+        let ms = EPOCH_MS + self.now as i64 + self.nodes[n].clock_skew_ms;
+        u64::try_from(ms).expect("skews stay within decades of the epoch")
+    }
+
+    /// Node `n`'s clock in seconds, as it stamps its commits.
+    pub fn wall_seconds(&self, n: usize) -> i64 {
+        (self.clock(n) / 1000) as i64
     }
 
     pub fn key(&self, n: usize) -> OrgKey {
@@ -583,7 +610,7 @@ impl Sim {
     /// One call into an engine. An engine that panics takes its process
     /// down: the node crashes (its store survives) and the panic is recorded.
     fn handle(&mut self, n: usize, input: Input) -> Option<Outputs> {
-        let now = self.now;
+        let now = self.clock(n);
         let engine = self.nodes[n].engine.as_mut()?;
         let what = describe(&input);
         match catch_unwind(AssertUnwindSafe(|| engine.handle(input, now))) {
@@ -807,17 +834,17 @@ impl Sim {
         let latency = self.fixed_latency.unwrap_or_else(|| self.rng.range(1, 120));
         let (na, nb) = (self.rng.bytes(), self.rng.bytes());
         let expected = expect.then(|| self.key(b));
-        let now = self.now;
+        let (now_a, now_b) = (self.clock(a), self.clock(b));
         let (ca, out_a) = self.nodes[a]
             .engine
             .as_mut()
             .expect("alive")
-            .connect(true, expected, na, now);
+            .connect(true, expected, na, now_a);
         let (cb, out_b) = self.nodes[b]
             .engine
             .as_mut()
             .expect("alive")
-            .connect(false, None, nb, now);
+            .connect(false, None, nb, now_b);
         self.links.push(Link {
             ends: [
                 End::Engine {
@@ -850,7 +877,7 @@ impl Sim {
     pub fn connect_external(&mut self, n: usize, engine_dialed: bool) -> usize {
         let link = self.links.len();
         let nonce = self.rng.bytes();
-        let now = self.now;
+        let now = self.clock(n);
         let (conn, out) =
             self.nodes[n]
                 .engine
@@ -1269,11 +1296,19 @@ impl Sim {
         let kind = [DocKind::Mou, DocKind::Values, DocKind::Dispute][self.rng.below_usize(3)];
         let id = DocId::random(self.rng.bytes());
         let title = format!("Added by {}", self.nodes[n].name);
-        let (mut agreement, _) =
-            Agreement::create(id, kind, p, &title, actor, &roster.view(), self.now as i64).ok()?;
+        let (mut agreement, _) = Agreement::create(
+            id,
+            kind,
+            p,
+            &title,
+            actor,
+            &roster.view(),
+            self.wall_seconds(n),
+        )
+        .ok()?;
         self.add_local(n, id, p, kind.as_str(), agreement.doc_mut());
         roster.add_document(id, kind, &title).ok()?;
-        let change = roster.commit("catalogue", self.now as i64)?;
+        let change = roster.commit("catalogue", self.wall_seconds(n))?;
         let heads = roster.doc_mut().get_heads();
         self.commit_local(n, p.roster_doc(), change.bytes, heads);
         Some(id)
@@ -1286,12 +1321,17 @@ impl Sim {
         };
         let name = self.nodes[who].name.clone();
         if roster
-            .add_member(&self.key(who), &name, Role::DecisionMaker, self.now as i64)
+            .add_member(
+                &self.key(who),
+                &name,
+                Role::DecisionMaker,
+                self.wall_seconds(n),
+            )
             .is_err()
         {
             return false;
         }
-        let Some(change) = roster.commit("admitted", self.now as i64) else {
+        let Some(change) = roster.commit("admitted", self.wall_seconds(n)) else {
             return false;
         };
         let heads = roster.doc_mut().get_heads();
@@ -1321,7 +1361,7 @@ impl Sim {
             };
             let title = format!("{} {}", self.rng.word(), self.rng.word());
             roster.set_document_title(entry.id, &title).expect("title");
-            let Some(change) = roster.commit("title", self.now as i64) else {
+            let Some(change) = roster.commit("title", self.wall_seconds(n)) else {
                 return false;
             };
             let heads = roster.doc_mut().get_heads();
@@ -1336,7 +1376,7 @@ impl Sim {
         };
         let choice = self.rng.below(5);
         apply_random_edit(&mut self.rng, &mut agreement, &roster, choice);
-        let Some(change) = agreement.commit("edit", self.now as i64) else {
+        let Some(change) = agreement.commit("edit", self.wall_seconds(n)) else {
             return false;
         };
         let heads = agreement.doc_mut().get_heads();
