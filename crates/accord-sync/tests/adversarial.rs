@@ -320,6 +320,52 @@ fn equivocation(h: &mut Honest, f: &Fixture, conn: ConnId, n: u8) -> bool {
     now.contains(&honest_text) && now.contains(&other_text)
 }
 
+/// A sync message whose Bloom filter Automerge decodes but cannot answer:
+/// entries with zero bits (a division by zero when we reply) or 2^32-1
+/// probes (gigabytes allocated per hash). Accepted if the connection
+/// survives it (a panic or abort fails the test outright).
+fn poisoned_bloom_filter(h: &mut Honest, f: &Fixture, conn: ConnId, n: u8) -> bool {
+    use accord_model::automerge::sync::{BloomFilter, Have, Message, MessageVersion};
+    let honest_filter = BloomFilter::from_hashes([ChangeHash([n; 32])].into_iter()).to_bytes();
+    let poison: &[u8] = if n % 2 == 0 {
+        &[1, 0, 7]
+    } else {
+        &[1, 10, 0xff, 0xff, 0xff, 0xff, 0x0f, 0, 0]
+    };
+    let honest = Message {
+        heads: Vec::new(),
+        need: Vec::new(),
+        have: vec![Have {
+            last_sync: Vec::new(),
+            bloom: BloomFilter::from_hashes([ChangeHash([n; 32])].into_iter()),
+        }],
+        changes: Vec::<u8>::new().into(),
+        flags: None,
+        version: MessageVersion::V1,
+    }
+    .encode();
+    // The filter is length-prefixed (one byte here): swap it for the poison.
+    let at = honest
+        .windows(honest_filter.len())
+        .position(|w| w == honest_filter.as_slice())
+        .expect("the filter is in the message");
+    let mut message = honest[..at - 1].to_vec();
+    message.push(poison.len() as u8);
+    message.extend_from_slice(poison);
+    message.extend_from_slice(&honest[at + honest_filter.len()..]);
+    h.receive(
+        conn,
+        Frame::Sync {
+            doc: *f.mou.as_bytes(),
+            message,
+        },
+    );
+    h.engine
+        .connected_peers()
+        .iter()
+        .any(|(c, _, _)| *c == conn)
+}
+
 fn attempts() -> u8 {
     std::env::var("ACCORD_ADVERSARY_ATTEMPTS")
         .ok()
@@ -329,7 +375,7 @@ fn attempts() -> u8 {
 
 #[test]
 fn no_lie_is_accepted() {
-    let classes: [(&str, Attack); 5] = [
+    let classes: [(&str, Attack); 6] = [
         ("forged attestation signature", forged_attestation),
         ("change in another member's name", impersonation),
         (
@@ -338,6 +384,7 @@ fn no_lie_is_accepted() {
         ),
         ("change without attestation", unattested),
         ("equivocation (same actor and seq)", equivocation),
+        ("sync message with a poisoned Bloom filter", poisoned_bloom_filter),
     ];
     let f = fixture();
     println!("{:<46} {:>8} {:>9}", "attack", "attempts", "accepted");
