@@ -224,8 +224,25 @@ fn roles_comments_signoff_blame_history_and_verified_exports() {
 #[test]
 fn a_removed_member_is_no_longer_served() {
     let t = three();
+    // Work C did while a member stays attributed to it, by name.
+    t.c.ok(&["doc", "set", &t.mou, "purpose", "C while a member."]);
+    sync_ok(&t.c, "C", &[]);
+    sync_ok(&t.a, "A", &[]);
     t.a.ok(&["member", "remove", "Tenants", "Gamma"]);
     sync_ok(&t.a, "A", &[]);
+    let audit = t.a.json(&["audit", "Tenants", "--json"]);
+    let names: Vec<&str> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|row| row["name"].as_str())
+        .collect();
+    assert!(
+        names
+            .iter()
+            .any(|n| n.contains("Gamma") && n.ends_with("(former member)")),
+        "{audit}"
+    );
     // C's later edit is made under a roster version it does not yet have
     // the removal in; but the relay no longer serves C at all.
     t.c.ok(&["doc", "set", &t.mou, "purpose", "C after removal."]);

@@ -10,6 +10,7 @@
 //! Members and documents are maps keyed by their ids, so two partners adding
 //! the same member concurrently merge into one entry instead of two.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
@@ -110,6 +111,10 @@ pub struct RosterView {
     /// The roster version this view shows: what changes made under it claim.
     #[serde(skip)]
     pub heads: Vec<automerge::ChangeHash>,
+    /// Organisations that were members once and are not now, by the name
+    /// the roster last gave them. Filled only by [`Roster::display_view`]:
+    /// it reads the roster's history, which checking entitlement never needs.
+    pub former: BTreeMap<OrgKey, String>,
 }
 
 impl RosterView {
@@ -158,9 +163,13 @@ impl RosterView {
     /// The name people know an organisation by, or its fingerprint if it is
     /// not (or no longer) a member.
     pub fn display_name(&self, key: &OrgKey) -> String {
-        self.member(key)
-            .map(|m| m.name.clone())
-            .unwrap_or_else(|| format!("organisation {}", key.fingerprint()))
+        if let Some(member) = self.member(key) {
+            return member.name.clone();
+        }
+        match self.former.get(key) {
+            Some(name) => format!("{name} (former member)"),
+            None => format!("organisation {}", key.fingerprint()),
+        }
     }
 }
 
@@ -259,6 +268,60 @@ impl Roster {
             members: self.members(),
             documents: self.documents(),
             heads: self.heads.clone(),
+            former: BTreeMap::new(),
+        }
+    }
+
+    /// [`Roster::view`] with the names of former members, for showing
+    /// history: a removed organisation's earlier work stays attributed to
+    /// it by name, not only by fingerprint.
+    pub fn display_view(&mut self) -> RosterView {
+        let mut view = self.view();
+        view.former = self.former_members(&view);
+        view
+    }
+
+    /// Every organisation that the roster listed at some version and does
+    /// not list now, with the name it had when last listed.
+    fn former_members(&mut self, now: &RosterView) -> BTreeMap<OrgKey, String> {
+        let Ok(members) = self.map_obj("members") else {
+            return BTreeMap::new();
+        };
+        let versions: Vec<automerge::ChangeHash> =
+            self.doc.get_changes(&[]).iter().map(|c| c.hash()).collect();
+        let mut former = BTreeMap::new();
+        for version in versions {
+            let at = [version];
+            for key in self.doc.keys_at(&members, &at) {
+                let Ok(org) = key.parse::<OrgKey>() else {
+                    continue;
+                };
+                if now.member(&org).is_some() {
+                    continue;
+                }
+                if let Some(name) = self.name_at(&members, &key, &at) {
+                    former.insert(org, name);
+                }
+            }
+        }
+        former
+    }
+
+    fn name_at(
+        &self,
+        members: &automerge::ObjId,
+        key: &str,
+        at: &[automerge::ChangeHash],
+    ) -> Option<String> {
+        let (Value::Object(ObjType::Map), entry) = self.doc.get_at(members, key, at).ok()?? else {
+            return None;
+        };
+        match self.doc.get_at(&entry, "name", at).ok()?? {
+            (Value::Scalar(v), _) => match v.as_ref() {
+                ScalarValue::Str(name) => Some(name.to_string()),
+                _ => None,
+            },
+            _ => None,
         }
     }
 
@@ -516,6 +579,27 @@ mod tests {
             r.view().member(&org(2).public()).unwrap().role,
             Role::DecisionMaker
         );
+    }
+
+    #[test]
+    fn a_removed_member_keeps_its_name_in_views_for_history() {
+        let mut r = roster();
+        let cvs = org(2).public();
+        r.add_member(&cvs, "CVS Wandsworth", Role::DecisionMaker, 1)
+            .unwrap();
+        r.commit("add", 2).unwrap();
+        r.remove_member(&cvs).unwrap();
+        r.commit("remove", 3).unwrap();
+        assert!(r.view().member(&cvs).is_none());
+        assert!(r.view().display_name(&cvs).starts_with("organisation "));
+        let shown = r.display_view();
+        assert_eq!(shown.display_name(&cvs), "CVS Wandsworth (former member)");
+        assert_eq!(
+            shown.display_name(&org(1).public()),
+            "Women's Centre",
+            "current members are shown as before"
+        );
+        assert_eq!(shown.former.len(), 1);
     }
 
     #[test]

@@ -327,7 +327,7 @@ fn equivocation(h: &mut Honest, f: &Fixture, conn: ConnId, n: u8) -> bool {
 fn poisoned_bloom_filter(h: &mut Honest, f: &Fixture, conn: ConnId, n: u8) -> bool {
     use accord_model::automerge::sync::{BloomFilter, Have, Message, MessageVersion};
     let honest_filter = BloomFilter::from_hashes([ChangeHash([n; 32])].into_iter()).to_bytes();
-    let poison: &[u8] = if n % 2 == 0 {
+    let poison: &[u8] = if n.is_multiple_of(2) {
         &[1, 0, 7]
     } else {
         &[1, 10, 0xff, 0xff, 0xff, 0xff, 0x0f, 0, 0]
@@ -384,7 +384,10 @@ fn no_lie_is_accepted() {
         ),
         ("change without attestation", unattested),
         ("equivocation (same actor and seq)", equivocation),
-        ("sync message with a poisoned Bloom filter", poisoned_bloom_filter),
+        (
+            "sync message with a poisoned Bloom filter",
+            poisoned_bloom_filter,
+        ),
     ];
     let f = fixture();
     println!("{:<46} {:>8} {:>9}", "attack", "attempts", "accepted");

@@ -90,7 +90,7 @@ impl Workspace {
     /// The text of `field`, attributed span by span to the organisations that wrote it.
     pub fn blame(&self, selector: &str, field: &str) -> Result<Vec<NamedSpan>, WorkspaceError> {
         let doc = self.document(selector)?;
-        let roster = self.load_roster(doc.partnership)?.0.view();
+        let roster = self.display_roster(doc.partnership)?;
         let (mut agreement, _) = self.load_agreement(doc.id)?;
         let text = agreement.text_obj(field, &roster)?;
         Ok(blame_text(agreement.doc(), &text)
@@ -181,6 +181,7 @@ impl Workspace {
     /// sign-offs given and refusals recorded, across a partnership.
     pub fn audit(&self, partnership: &str) -> Result<Vec<OrgAudit>, WorkspaceError> {
         let roster = self.partnership(partnership)?;
+        let roster = self.display_roster(roster.id)?;
         let mut rows: BTreeMap<OrgKey, OrgAudit> = BTreeMap::new();
         let mut touched: BTreeMap<OrgKey, BTreeSet<String>> = BTreeMap::new();
         let row = |rows: &mut BTreeMap<OrgKey, OrgAudit>, key: OrgKey| -> OrgAudit {
@@ -254,7 +255,7 @@ impl Workspace {
     /// checked later against any partner's replica (`accord verify`).
     pub fn export_record(&self, selector: &str) -> Result<String, WorkspaceError> {
         let doc = self.document(selector)?;
-        let roster = self.load_roster(doc.partnership)?.0.view();
+        let roster = self.display_roster(doc.partnership)?;
         let (mut agreement, _) = self.load_agreement(doc.id)?;
         let heads = agreement.doc_mut().get_heads();
         let mut out = format!(

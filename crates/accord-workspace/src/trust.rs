@@ -106,7 +106,7 @@ impl Workspace {
     /// Every comment on an agreement, oldest first.
     pub fn comments(&self, selector: &str) -> Result<Vec<CommentView>, WorkspaceError> {
         let doc = self.document(selector)?;
-        let roster = self.load_roster(doc.partnership)?.0.view();
+        let roster = self.display_roster(doc.partnership)?;
         let all = self.all_notes(doc.partnership, &roster)?;
         let mut resolutions = std::collections::BTreeMap::new();
         for notes in &all {

@@ -303,7 +303,7 @@ impl Workspace {
     /// Reads an agreement at its current version, with its roster.
     pub fn view(&self, selector: &str) -> Result<(AgreementView, RosterView), WorkspaceError> {
         let doc = self.document(selector)?;
-        let roster = self.load_roster(doc.partnership)?.0.view();
+        let roster = self.display_roster(doc.partnership)?;
         let (agreement, _) = self.load_agreement(doc.id)?;
         Ok((agreement.view(&roster), roster))
     }
@@ -424,7 +424,7 @@ impl Workspace {
         selector: &str,
     ) -> Result<(DocumentRef, RosterView, Vec<HistoryEntry>), WorkspaceError> {
         let doc = self.document(selector)?;
-        let roster = self.load_roster(doc.partnership)?.0.view();
+        let roster = self.display_roster(doc.partnership)?;
         let (mut agreement, _) = self.load_agreement(doc.id)?;
         let attestations = self.attestations(doc.id)?;
         let entries = history(agreement.doc_mut(), &attestations);
@@ -505,6 +505,12 @@ impl Workspace {
         let (_, doc, counters) = persist::load(&self.replica, id.roster_doc(), self.actor.clone())?
             .ok_or_else(|| WorkspaceError::NoSuchPartnership(id.to_string()))?;
         Ok((Roster::from_doc(id, doc)?, counters))
+    }
+
+    /// The roster of `id` for showing who did what: with the names of
+    /// former members (see [`Roster::display_view`]).
+    pub(crate) fn display_roster(&self, id: PartnershipId) -> Result<RosterView, WorkspaceError> {
+        Ok(self.load_roster(id)?.0.display_view())
     }
 
     pub(crate) fn load_agreement(
