@@ -137,6 +137,12 @@ fn serve_prints_a_secret_link_that_alone_signs_in() {
     );
     assert!(state.starts_with("HTTP/1.1 200"), "{state}");
     assert!(state.contains(r#""phase":"first_run""#), "{state}");
+    // A supervisor's health check needs no token, even before setup.
+    let health = http(addr, &head("/healthz", addr, ""));
+    assert!(
+        health.starts_with("HTTP/1.1 200") && health.contains(r#""status":"setting_up""#),
+        "{health}"
+    );
 
     child.kill().expect("stop serve");
     let mut log = String::new();

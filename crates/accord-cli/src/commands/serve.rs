@@ -99,7 +99,7 @@ async fn first_run(
     let created = web.first_run();
     let stop = CancellationToken::new();
     let server = tokio::spawn(
-        axum::serve(listener, web.router())
+        axum::serve(listener, setup_health().merge(web.router()))
             .with_graceful_shutdown(stop.clone().cancelled_owned())
             .into_future(),
     );
@@ -114,6 +114,17 @@ async fn first_run(
     };
     writeln!(io.out, "Created the replica for {}", ws.whoami().name)?;
     Ok(Some((ws, addr)))
+}
+
+/// `/healthz` while the page waits for the organisation to be set up, so
+/// a supervisor sees a live process that is not yet syncing.
+fn setup_health() -> axum::Router {
+    axum::Router::new().route(
+        "/healthz",
+        axum::routing::get(|| async {
+            axum::Json(serde_json::json!({"status": "setting_up", "role": "node"}))
+        }),
+    )
 }
 
 async fn run_node(
