@@ -298,11 +298,7 @@ fn chunk_header(bytes: &[u8]) -> Result<(u8, usize), String> {
 fn candidates(source: &mut Source, current: &mut AutoCommit) -> Vec<Candidate> {
     let all: Vec<Candidate> = match source {
         Source::Changes(changes) => changes.iter().map(Candidate::of_change).collect(),
-        Source::Document(doc) => doc
-            .get_changes_meta(&[])
-            .iter()
-            .map(Candidate::of_meta)
-            .collect(),
+        Source::Document(doc) => Candidate::of_metas(&doc.get_changes_meta(&[])),
     };
     if current.get_heads().is_empty() {
         return all;
@@ -317,7 +313,7 @@ fn candidates(source: &mut Source, current: &mut AutoCommit) -> Vec<Candidate> {
 fn split_accepted(
     source: Source,
     candidates: &[Candidate],
-    accepted: &BTreeSet<ChangeHash>,
+    accepted: &accord_model::trust::ChangeHashSet,
     waiting: &BTreeSet<ChangeHash>,
 ) -> (Vec<u8>, Vec<Change>) {
     let mut changes: HashMap<ChangeHash, Change> = match source {

@@ -20,9 +20,11 @@
 
 mod attestation;
 pub mod claim;
+mod hashed;
 mod verify;
 
 pub use attestation::{Attestation, AttestationError};
+pub use hashed::{ChangeHashMap, ChangeHashSet};
 pub use verify::{
     Candidate, Refusal, RosterHistory, Rule, UnknownRoster, Verdict, covered, verify_batch,
     verify_roster_batch,

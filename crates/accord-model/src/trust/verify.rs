@@ -1,13 +1,15 @@
 //! The acceptance rules. Every replica runs the same rules over the same
 //! hashed data, so honest replicas agree on every change.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use accord_identity::OrgKey;
 use automerge::{AutoCommit, Change, ChangeHash, ChangeMetadata};
 
+use super::hashed::{ChangeHashMap, ChangeHashSet};
 use super::{Attestation, claim};
 use crate::{PartnershipId, Role, Roster, RosterView};
 
@@ -33,11 +35,36 @@ impl Candidate {
     }
 
     pub fn of_meta(meta: &ChangeMetadata<'_>) -> Self {
+        Self::with_claim(meta, claim::parse(meta.message.as_deref()))
+    }
+
+    /// Candidates for a run of changes, such as a whole document's. Runs of
+    /// changes carry the same claim line (a writer's roster rarely
+    /// changes), so each distinct line is parsed once.
+    pub fn of_metas(metas: &[ChangeMetadata<'_>]) -> Vec<Self> {
+        let mut out = Vec::with_capacity(metas.len());
+        let mut last: Option<(&str, Option<Vec<ChangeHash>>)> = None;
+        for meta in metas {
+            let message = meta.message.as_deref();
+            let claim = match (&last, message) {
+                (Some((seen, claim)), Some(now)) if *seen == now => claim.clone(),
+                _ => {
+                    let claim = claim::parse(message);
+                    last = message.map(|m| (m, claim.clone()));
+                    claim
+                }
+            };
+            out.push(Self::with_claim(meta, claim));
+        }
+        out
+    }
+
+    fn with_claim(meta: &ChangeMetadata<'_>, claim: Option<Vec<ChangeHash>>) -> Self {
         Self {
             hash: meta.hash,
             deps: meta.deps.clone(),
             org: OrgKey::from_actor_bytes(meta.actor.to_bytes()),
-            claim: claim::parse(meta.message.as_deref()),
+            claim,
         }
     }
 }
@@ -125,7 +152,7 @@ pub struct UnknownRoster;
 /// The outcome for one batch of changes.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Verdict {
-    pub accepted: BTreeSet<ChangeHash>,
+    pub accepted: ChangeHashSet,
     pub refused: Vec<(ChangeHash, Option<OrgKey>, Refusal)>,
     /// Changes whose dependencies this replica does not hold: neither
     /// accepted nor refused; they are judged when they come again.
@@ -142,7 +169,7 @@ impl Verdict {
 pub struct RosterHistory {
     id: PartnershipId,
     doc: AutoCommit,
-    views: HashMap<Vec<ChangeHash>, Option<RosterView>>,
+    views: ChangeHashMap<Vec<ChangeHash>, Option<RosterView>>,
 }
 
 impl RosterHistory {
@@ -150,19 +177,28 @@ impl RosterHistory {
         Self {
             id,
             doc,
-            views: HashMap::new(),
+            views: ChangeHashMap::default(),
         }
     }
 
     /// The roster as it was at `heads`, or `None` if it was not a valid roster then.
     pub fn view_at(&mut self, heads: &[ChangeHash]) -> Result<Option<&RosterView>, UnknownRoster> {
+        // Claims are written sorted; only a hand-made one needs a sorted copy.
+        // (Asked once per change judged, so the usual case must not allocate.)
+        if heads.is_sorted() {
+            return self.view_at_sorted(heads);
+        }
         let mut key = heads.to_vec();
         key.sort();
-        if !self.views.contains_key(&key) {
-            let view = self.read_at(&key)?;
-            self.views.insert(key.clone(), view);
+        self.view_at_sorted(&key)
+    }
+
+    fn view_at_sorted(&mut self, key: &[ChangeHash]) -> Result<Option<&RosterView>, UnknownRoster> {
+        if !self.views.contains_key(key) {
+            let view = self.read_at(key)?;
+            self.views.insert(key.to_vec(), view);
         }
-        Ok(self.views.get(&key).and_then(Option::as_ref))
+        Ok(self.views.get(key).and_then(Option::as_ref))
     }
 
     fn read_at(&mut self, heads: &[ChangeHash]) -> Result<Option<RosterView>, UnknownRoster> {
@@ -212,8 +248,9 @@ impl RosterHistory {
 /// attestation vouches for its heads and, through the hash chain, for
 /// everything they depend on. `candidates` are the changes not yet applied;
 /// the walk stops at changes outside them.
-pub fn covered(candidates: &[Candidate], attestations: &[Attestation]) -> BTreeSet<ChangeHash> {
-    let by_hash: HashMap<ChangeHash, &Candidate> = candidates.iter().map(|c| (c.hash, c)).collect();
+pub fn covered(candidates: &[Candidate], attestations: &[Attestation]) -> ChangeHashSet {
+    let by_hash: ChangeHashMap<ChangeHash, &Candidate> =
+        candidates.iter().map(|c| (c.hash, c)).collect();
     let mut by_org: BTreeMap<OrgKey, Vec<ChangeHash>> = BTreeMap::new();
     for a in attestations {
         by_org
@@ -221,9 +258,9 @@ pub fn covered(candidates: &[Candidate], attestations: &[Attestation]) -> BTreeS
             .or_default()
             .extend(a.heads.iter().copied());
     }
-    let mut out = BTreeSet::new();
+    let mut out = ChangeHashSet::default();
     for (org, heads) in by_org {
-        let mut seen = BTreeSet::new();
+        let mut seen = ChangeHashSet::default();
         let mut stack: Vec<ChangeHash> = heads;
         while let Some(h) = stack.pop() {
             let Some(c) = by_hash.get(&h) else { continue };
@@ -242,7 +279,7 @@ pub fn covered(candidates: &[Candidate], attestations: &[Attestation]) -> BTreeS
 /// Sorts `candidates` so every change comes after those of its
 /// dependencies that are also candidates.
 fn causal_order(candidates: &[Candidate]) -> Vec<&Candidate> {
-    let index: HashMap<ChangeHash, usize> = candidates
+    let index: ChangeHashMap<ChangeHash, usize> = candidates
         .iter()
         .enumerate()
         .map(|(i, c)| (c.hash, i))
@@ -290,8 +327,8 @@ pub fn verify_batch(
 ) -> Result<Verdict, UnknownRoster> {
     let attested = covered(candidates, attestations);
     let mut verdict = Verdict::default();
-    let mut refused: BTreeSet<ChangeHash> = BTreeSet::new();
-    let claims: HashMap<ChangeHash, Option<&Vec<ChangeHash>>> = candidates
+    let mut refused = ChangeHashSet::default();
+    let claims: ChangeHashMap<ChangeHash, Option<&Vec<ChangeHash>>> = candidates
         .iter()
         .map(|c| (c.hash, c.claim.as_ref()))
         .collect();
@@ -307,8 +344,8 @@ pub fn verify_batch(
             Err(Refusal::DependsOnRefused)
         } else {
             judge(rule, c, &attested, roster, &mut |h| match claims.get(h) {
-                Some(claim) => claim.cloned(),
-                None => applied(h).flatten(),
+                Some(claim) => claim.map(|v| Cow::Borrowed(v.as_slice())),
+                None => applied(h).flatten().map(Cow::Owned),
             })?
         };
         match outcome {
@@ -324,12 +361,16 @@ pub fn verify_batch(
     Ok(verdict)
 }
 
-fn judge(
+/// The roster version a change claims: borrowed for changes in the batch
+/// (nearly all of them when a document arrives whole), owned for held ones.
+type ClaimOf<'a> = dyn FnMut(&ChangeHash) -> Option<Cow<'a, [ChangeHash]>> + 'a;
+
+fn judge<'a>(
     rule: Rule,
     c: &Candidate,
-    attested: &BTreeSet<ChangeHash>,
+    attested: &ChangeHashSet,
     roster: &mut RosterHistory,
-    claim_of: &mut dyn FnMut(&ChangeHash) -> Option<Vec<ChangeHash>>,
+    claim_of: &mut ClaimOf<'a>,
 ) -> Result<Result<(), Refusal>, UnknownRoster> {
     let Some(org) = c.org else {
         return Ok(Err(Refusal::NoOrganisation));
@@ -372,10 +413,11 @@ pub fn verify_roster_batch(
 ) -> Verdict {
     let candidates: Vec<Candidate> = changes.iter().map(Candidate::of_change).collect();
     let attested = covered(&candidates, attestations);
-    let by_hash: HashMap<ChangeHash, &Change> = changes.iter().map(|c| (c.hash(), c)).collect();
+    let by_hash: ChangeHashMap<ChangeHash, &Change> =
+        changes.iter().map(|c| (c.hash(), c)).collect();
     let mut scratch = current.clone();
     let mut verdict = Verdict::default();
-    let mut refused: BTreeSet<ChangeHash> = BTreeSet::new();
+    let mut refused = ChangeHashSet::default();
     for c in causal_order(&candidates) {
         if c.deps
             .iter()
@@ -406,7 +448,7 @@ fn judge_roster_change(
     id: PartnershipId,
     scratch: &mut AutoCommit,
     c: &Candidate,
-    attested: &BTreeSet<ChangeHash>,
+    attested: &ChangeHashSet,
     change: &Change,
 ) -> Result<(), Refusal> {
     let org = c.org.ok_or(Refusal::NoOrganisation)?;
@@ -446,4 +488,86 @@ fn judge_roster_change(
     }
     *scratch = next;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use accord_identity::OrgSecret;
+    use automerge::transaction::{CommitOptions, Transactable};
+    use automerge::{ActorId, AutoCommit, ROOT};
+
+    use super::*;
+
+    #[test]
+    fn candidates_of_a_run_parse_each_claim_line_as_one_at_a_time_would() {
+        let org = OrgSecret::from_seed([3; 32]);
+        let mut doc = AutoCommit::new().with_actor(ActorId::from(
+            crate::new_document_actor(&org, [0; 8]).to_bytes(),
+        ));
+        let first = vec![ChangeHash([1; 32])];
+        let second = vec![ChangeHash([2; 32]), ChangeHash([3; 32])];
+        let messages = [
+            claim::with_claim("a", &first),
+            claim::with_claim("a", &first),
+            "no claim".to_owned(),
+            claim::with_claim("b", &second),
+            claim::with_claim("a", &first),
+        ];
+        for (i, message) in messages.iter().enumerate() {
+            doc.put(ROOT, "n", i as i64).unwrap();
+            doc.commit_with(CommitOptions::default().with_message(message.clone()));
+        }
+        doc.put(ROOT, "n", -1).unwrap();
+        doc.commit();
+        let metas = doc.get_changes_meta(&[]);
+        let one_by_one: Vec<Candidate> = metas.iter().map(Candidate::of_meta).collect();
+        assert_eq!(Candidate::of_metas(&metas), one_by_one);
+        let claims: Vec<Option<Vec<ChangeHash>>> =
+            one_by_one.into_iter().map(|c| c.claim).collect();
+        assert_eq!(
+            claims,
+            vec![
+                Some(first.clone()),
+                Some(first.clone()),
+                None,
+                Some(second),
+                Some(first),
+                None
+            ]
+        );
+    }
+
+    #[test]
+    fn a_roster_version_is_found_whatever_the_order_of_its_heads() {
+        let org = OrgSecret::from_seed([4; 32]);
+        let (roster, _) = crate::Roster::create(
+            "P",
+            &org.public(),
+            "Org",
+            [9; 16],
+            crate::new_document_actor(&org, [0; 8]),
+            1,
+        )
+        .unwrap();
+        let id = roster.id();
+        // Two concurrent changes, so the version has two heads.
+        let mut doc = roster.doc().clone();
+        let mut other = doc.fork().with_actor(ActorId::from(&[1u8; 16][..]));
+        doc.put(ROOT, "x", 1).unwrap();
+        other.put(ROOT, "y", 2).unwrap();
+        doc.merge(&mut other).unwrap();
+        let heads = doc.get_heads();
+        assert_eq!(heads.len(), 2);
+        let mut history = RosterHistory::new(id, doc);
+        let mut reversed = heads.clone();
+        reversed.reverse();
+        let a = history.view_at(&heads).unwrap().map(|v| v.name.clone());
+        let b = history.view_at(&reversed).unwrap().map(|v| v.name.clone());
+        assert_eq!(a, Some("P".to_owned()));
+        assert_eq!(a, b);
+        assert_eq!(
+            history.view_at(&[ChangeHash([7; 32])]).err(),
+            Some(UnknownRoster)
+        );
+    }
 }
