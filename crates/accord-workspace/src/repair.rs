@@ -282,7 +282,10 @@ fn account(
         if is_held(&lost.id) {
             report.refetched.push(lost.id.clone());
         } else if expected(lost, &rosters) {
-            report.missing.push(lost.clone());
+            report.missing.push(DocNote {
+                reason: "lost here, and no partner or relay sent it".into(),
+                ..lost.clone()
+            });
         }
     }
     for p in wanted.iter().filter(|p| !held.contains(p.as_bytes())) {
