@@ -168,15 +168,6 @@ impl Repair {
         Ok(self.assemble(db, meta))
     }
 
-    /// Opens the replica itself once it is known to be sound, keeping the lock.
-    pub fn open(self) -> Result<Replica, StoreError> {
-        let path = self.db_path();
-        let db = db_file::open_writable(&path)?;
-        let meta = no_panic(&path, || db_file::read_meta(&*db, &path))?;
-        check_key(&meta, &self.secret, &self.dir.join(KEY_FILE))?;
-        Ok(self.assemble(db, meta))
-    }
-
     /// Moves the damaged file aside (to `replica.redb.damaged-<now>`, never
     /// deleting anything) and creates an empty replica in its place with
     /// the same key, name and creation time. Returns the new replica and
