@@ -29,7 +29,7 @@ const SYNC_TIMEOUT: &str = "20";
 /// A running child process. Its stdout is read line by line (for waiting on
 /// events) and its stderr is collected (for failure messages). Dropping it
 /// kills the process.
-struct Proc {
+pub(crate) struct Proc {
     name: String,
     child: Child,
     lines: mpsc::Receiver<String>,
@@ -289,7 +289,7 @@ pub(crate) struct SyncRun {
 
 impl SyncRun {
     /// Whether this run moved anything in either direction.
-    fn moved_anything(&self) -> bool {
+    pub(crate) fn moved_anything(&self) -> bool {
         self.rows.iter().any(|row| {
             ["documents_updated", "changes_received", "changes_sent"]
                 .iter()
@@ -331,7 +331,7 @@ pub(crate) fn sync_ok(org: &Org, who: &str, urls: &[&str]) -> SyncRun {
 }
 
 /// The ids of the documents `org` holds.
-fn doc_ids(org: &Org) -> Vec<String> {
+pub(crate) fn doc_ids(org: &Org) -> Vec<String> {
     let mut ids: Vec<String> = org
         .json(&["doc", "list", "--json"])
         .as_array()
@@ -480,7 +480,7 @@ fn partnership_through_relay() -> Partnership {
 }
 
 /// Starts `accord serve` on an ephemeral port; returns the process and its URL.
-fn serve(org: &Org, name: &str) -> (Proc, String) {
+pub(crate) fn serve(org: &Org, name: &str) -> (Proc, String) {
     let mut node = Proc::spawn(name, org.command(&["serve", "--listen", "127.0.0.1:0"]));
     let url = ws_url(&node.wait_line("listening on"));
     node.wait_line("configured peer");

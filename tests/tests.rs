@@ -3,6 +3,7 @@
 
 mod durability;
 mod errors;
+mod repair;
 mod story;
 mod support;
 mod sync;

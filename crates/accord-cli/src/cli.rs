@@ -210,6 +210,29 @@ pub enum Command {
         /// The whole code, starting with accord-invite:
         code: String,
     },
+    /// Check this replica and, if it is damaged, rebuild it from what is intact
+    /// and from your partners or relays.
+    ///
+    /// Checks every page of the replica file, loads every document and checks
+    /// its signatures, and reads every setting. If all is well it says so and
+    /// changes nothing. Otherwise it moves the damaged file aside (to
+    /// replica.redb.damaged-TIME: nothing is deleted), creates a fresh replica
+    /// with the same key, copies into it everything that is intact, syncs once
+    /// with your configured peers and relays to fetch the rest, and reports what
+    /// was salvaged, fetched again, and is still missing. Exits non-zero while
+    /// something is missing. Stop `accord serve` first: repair needs the replica
+    /// to itself.
+    Repair {
+        /// Your organisation's name, needed only when the damaged file no longer
+        /// holds it (and no intact partnership roster names you).
+        #[arg(long, value_name = "NAME")]
+        org: Option<String>,
+        /// Give up on a peer after this many seconds.
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+        #[command(flatten)]
+        output: JsonFlag,
+    },
     /// Build a sample partnership in a temporary folder and show each step (nothing is kept).
     Walkthrough,
     /// Tools for Accord's own tests.

@@ -29,7 +29,9 @@ mod wire_frame;
 pub use handshake::handshake;
 pub use harness::{Harness, Setup};
 pub use partnership::Partnership;
-pub use replica_file::{base_replica, open_and_read_all, replica_file, write_folder};
+pub use replica_file::{
+    base_replica, damaged_folder, open_and_read_all, repair_store, replica_file, write_folder,
+};
 pub use sync_message::{authenticated, sync_message, wrap_changes};
 pub use wire_frame::wire_frame;
 

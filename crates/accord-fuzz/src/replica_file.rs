@@ -10,7 +10,7 @@
 use std::path::Path;
 use std::sync::OnceLock;
 
-use accord_store::{DocInfo, Replica, StoreError, WriteBatch};
+use accord_store::{DocInfo, Repair, Replica, StoreError, WriteBatch};
 
 /// The organisation key seed of the fixture replica.
 const SEED: [u8; 32] = [0x0C; 32];
@@ -20,9 +20,14 @@ const MAX_PATCHES: usize = 256;
 /// Opens the mutated file and reads everything in it. Any error is fine;
 /// a panic, or a hang, is a finding.
 pub fn replica_file(data: &[u8]) {
-    let Some((&mode, rest)) = data.split_first() else {
-        return;
-    };
+    if let Some(dir) = damaged_folder(data) {
+        let _ = open_and_read_all(dir.path());
+    }
+}
+
+/// A folder holding the replica file an input describes (see the module docs).
+pub fn damaged_folder(data: &[u8]) -> Option<tempfile::TempDir> {
+    let (&mode, rest) = data.split_first()?;
     let file = if mode & 1 == 0 {
         patched(base_replica(), rest)
     } else {
@@ -30,7 +35,26 @@ pub fn replica_file(data: &[u8]) {
     };
     let dir = tempfile::tempdir().expect("a temporary folder");
     write_folder(dir.path(), &file);
-    let _ = open_and_read_all(dir.path());
+    Some(dir)
+}
+
+/// What `accord repair` does to the replica in `dir` as far as the store
+/// goes: inspect a copy in memory, read everything from it, then move the
+/// file aside and create a fresh replica. Any error is fine; a panic or an
+/// abort (redb closing a damaged file) is a finding.
+pub fn repair_store(dir: &Path) -> Result<(), StoreError> {
+    let repair = Repair::begin(dir)?;
+    let inspection = repair.inspect()?;
+    if let Some(copy) = &inspection.copy {
+        for (id, _) in copy.scan_documents().found {
+            let _ = copy.load_document(&id);
+            let _ = copy.refusals(&id);
+        }
+        let _ = copy.get_setting("peers");
+    }
+    drop(inspection);
+    let (fresh, _) = repair.replace("Fuzz Co-op", 1_700_000_000, 1_700_000_001)?;
+    fresh.put_setting("peers", b"[]".to_vec())
 }
 
 /// Opens the replica in `dir` and reads every document, index entry and setting.

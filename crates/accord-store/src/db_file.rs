@@ -6,7 +6,8 @@ use std::io::{ErrorKind, Read};
 use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
 
-use redb::{Builder, Database, DatabaseError, ReadableDatabase, TableError};
+use redb::backends::InMemoryBackend;
+use redb::{Builder, Database, DatabaseError, ReadableDatabase, StorageBackend, TableError};
 
 use crate::error::{StoreError, no_panic};
 use crate::tables::{
@@ -29,6 +30,8 @@ const CACHE_BYTES: usize = 64 * 1024 * 1024;
 pub(crate) struct Db {
     db: Option<Database>,
     path: PathBuf,
+    /// Leak the handle on drop instead of closing it (see [`Db::in_memory_copy`]).
+    leak_on_drop: bool,
 }
 
 impl Db {
@@ -36,7 +39,38 @@ impl Db {
         Db {
             db: Some(db),
             path: path.to_owned(),
+            leak_on_drop: false,
         }
+    }
+
+    /// Opens a copy of a replica file's `bytes` held in memory, so that
+    /// nothing done to it (redb's recovery, an integrity check's repair)
+    /// reaches the file on disk. `check` verifies every page on open.
+    ///
+    /// The handle is leaked when dropped, never closed: closing commits
+    /// redb's allocator state, and on a file damaged outside redb that
+    /// commit can panic and panic again while unwinding, which aborts the
+    /// process (`crates/accord-fuzz/fuzz/regressions/replica_file/abort-on-close*`).
+    /// A copy in memory has nothing to flush, so leaking it loses nothing
+    /// but its memory, once per `accord repair`.
+    pub(crate) fn in_memory_copy(bytes: &[u8], path: &Path, check: bool) -> Result<Db, StoreError> {
+        no_panic(path, || {
+            let backend = InMemoryBackend::new();
+            backend
+                .set_len(bytes.len() as u64)
+                .and_then(|()| backend.write(0, bytes))
+                .map_err(|err| StoreError::Database(format!("{err:?}")))?;
+            let db = Builder::new()
+                .set_cache_size(CACHE_BYTES)
+                .set_check_integrity_on_open(check)
+                .create_with_backend(backend)
+                .map_err(|err| map_open_error(path, err))?;
+            Ok(Db {
+                db: Some(db),
+                path: path.to_owned(),
+                leak_on_drop: true,
+            })
+        })
     }
 }
 
@@ -60,6 +94,10 @@ impl DerefMut for Db {
 impl Drop for Db {
     fn drop(&mut self) {
         let Some(db) = self.db.take() else { return };
+        if self.leak_on_drop {
+            std::mem::forget(db);
+            return;
+        }
         let closed = no_panic(&self.path, || {
             db.close()
                 .map_err(|err| StoreError::from_redb(&self.path, err))
@@ -76,6 +114,11 @@ pub(crate) struct Meta {
     pub org_name: String,
     pub created_at: i64,
     pub org_key: [u8; 32],
+}
+
+/// Whether `head` starts like a redb file.
+pub(crate) fn has_magic(head: &[u8]) -> bool {
+    head.starts_with(&REDB_MAGIC)
 }
 
 /// Refuses a file that is not a redb database, reading only its first bytes.

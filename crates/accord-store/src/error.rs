@@ -49,7 +49,7 @@ pub enum StoreError {
     },
 
     /// The file is damaged: redb found corruption, a table or record is malformed, or a key file is unreadable.
-    #[error("{} is damaged ({detail}): restore it from a backup, or sync a fresh replica from a partner", path.display())]
+    #[error("{} is damaged ({detail}): {}", path.display(), what_to_do(path))]
     Corrupt {
         /// The damaged file.
         path: PathBuf,
@@ -136,6 +136,16 @@ pub enum StoreError {
     /// The commit queue was used after it had been closed.
     #[error("the commit queue is closed; this is a bug in the caller")]
     QueueClosed,
+}
+
+/// A damaged replica is rebuilt by `accord repair`; a damaged key file
+/// only comes back from a backup (repair never touches the key).
+fn what_to_do(path: &Path) -> &'static str {
+    if path.file_name().and_then(|n| n.to_str()) == Some(crate::key_file::KEY_FILE) {
+        "restore it from your backup"
+    } else {
+        "run `accord repair` to rebuild the replica from what is intact and from your partners or relay"
+    }
 }
 
 fn holder(pid: Option<u32>) -> String {

@@ -68,7 +68,7 @@ mod tests;
 pub use batch::WriteBatch;
 pub use commit_queue::{CommitQueue, MAX_PENDING_BYTES, Ticket};
 pub use error::StoreError;
-pub use replica::{IndexEntry, Replica, StoredDocument};
+pub use replica::{DocumentScan, IndexEntry, Inspection, Repair, Replica, StoredDocument};
 pub use tables::{MAX_HEADS, MAX_RECORD_BYTES, MAX_SYNC_STATE_BYTES, SCHEMA_VERSION};
 
 /// A document's raw 128-bit id; roster documents use their partnership's id.

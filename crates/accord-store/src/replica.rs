@@ -1,6 +1,9 @@
 //! [`Replica`]: one data folder, opened and locked.
 
 mod backend;
+mod repair;
+
+pub use repair::{DocumentScan, Inspection, Repair};
 
 use std::fs::DirBuilder;
 use std::os::unix::fs::DirBuilderExt;
@@ -78,7 +81,8 @@ pub struct Replica {
     created_at: i64,
     dir: PathBuf,
     db_path: PathBuf,
-    _lock: FolderLock,
+    // Shared with a `Repair` that replaces a damaged file while holding the folder.
+    _lock: Arc<FolderLock>,
 }
 
 impl std::fmt::Debug for Replica {
@@ -124,7 +128,7 @@ impl Replica {
         db_file::write_meta(&db, &db_path, &meta)?;
         sync_dir(dir)?;
         cleanup.0.clear();
-        Ok(Replica::assemble(dir, db, secret, meta, lock))
+        Ok(Replica::assemble(dir, db, secret, meta, Arc::new(lock)))
     }
 
     /// Opens an existing replica and locks its folder for this handle's lifetime.
@@ -152,10 +156,16 @@ impl Replica {
         let db = db_file::open_writable(&db_path)?;
         let meta = no_panic(&db_path, || db_file::read_meta(&*db, &db_path))?;
         check_key(&meta, &secret, &key_path)?;
-        Ok(Replica::assemble(dir, db, secret, meta, lock))
+        Ok(Replica::assemble(dir, db, secret, meta, Arc::new(lock)))
     }
 
-    fn assemble(dir: &Path, db: Db, secret: OrgSecret, meta: Meta, lock: FolderLock) -> Replica {
+    fn assemble(
+        dir: &Path,
+        db: Db,
+        secret: OrgSecret,
+        meta: Meta,
+        lock: Arc<FolderLock>,
+    ) -> Replica {
         Replica {
             db,
             secret,

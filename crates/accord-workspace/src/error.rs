@@ -35,7 +35,9 @@ pub enum WorkspaceError {
     },
     #[error("your organisation is not a member of {0:?}")]
     NotAMember(String),
-    #[error("the stored document {id} is damaged: {detail}")]
+    #[error(
+        "the stored document {id} is damaged: {detail}; run `accord repair` to rebuild the replica from what is intact and from your partners or relay"
+    )]
     DamagedDocument { id: String, detail: String },
     #[error("{0:?} is not a websocket URL: use ws://HOST:PORT (or wss://)")]
     BadUrl(String),
@@ -55,6 +57,10 @@ pub enum WorkspaceError {
     BadExport(String),
     #[error("no comment {0:?} on this document: see `accord comment list DOC`")]
     NoSuchComment(String),
+    #[error(
+        "the organisation's name could not be read from the damaged replica: run `accord repair --org NAME` with the name partners know you by"
+    )]
+    RepairNeedsName,
     #[error("could not get randomness from the operating system: {0}")]
     Randomness(String),
 }

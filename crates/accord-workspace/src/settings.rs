@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::{Workspace, WorkspaceError};
 
-const PEERS: &str = "peers";
-const JOINED: &str = "joined";
+pub(crate) const PEERS: &str = "peers";
+pub(crate) const JOINED: &str = "joined";
 
 /// A peer or relay this replica syncs with.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -60,7 +60,7 @@ impl Workspace {
         Self::with_replica(Replica::open(dir)?)
     }
 
-    fn with_replica(replica: Replica) -> Result<Self, WorkspaceError> {
+    pub(crate) fn with_replica(replica: Replica) -> Result<Self, WorkspaceError> {
         let actor = new_document_actor(replica.secret(), random_bytes()?);
         Ok(Self {
             replica: Arc::new(replica),

@@ -9,6 +9,7 @@ mod docs;
 mod history;
 mod net;
 mod partnership;
+mod repair;
 mod serve;
 mod setup;
 mod trust;
@@ -47,6 +48,11 @@ pub fn run(cli: Cli, io: &mut Io<'_>) -> Result<()> {
     match cli.command {
         Command::Init { org, output } => setup::init(io, &data, &org, output.json),
         Command::Walkthrough => walkthrough::run(),
+        Command::Repair {
+            org,
+            timeout,
+            output,
+        } => repair::repair(io, &data, org, timeout, output.json),
         Command::Serve { listen, org, open } => {
             serve::serve(io, &data, listen, org.as_deref(), open)
         }
@@ -179,6 +185,7 @@ pub fn dispatch(ctx: &Ctx, command: Command, io: &mut Io<'_>) -> Result<()> {
             count,
         }) => docs::ack_loop(io, ws, &doc, &list, &field, &prefix, count),
         Command::Init { .. }
+        | Command::Repair { .. }
         | Command::Walkthrough
         | Command::Serve { .. }
         | Command::Relay { .. } => {

@@ -151,7 +151,7 @@ pub fn sync(io: &mut Io<'_>, ctx: &Ctx, urls: &[String], timeout: u64, json: boo
     report_sync(io, &outcomes, json)
 }
 
-fn sync_with_temporary_node(
+pub(super) fn sync_with_temporary_node(
     ws: &Arc<Workspace>,
     peers: &[PeerConfig],
     timeout: Duration,

@@ -4,6 +4,7 @@
 //! only the database lives in the backend.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use accord_identity::OrgSecret;
 use redb::{Builder, StorageBackend};
@@ -41,7 +42,7 @@ impl Replica {
             org_key: *secret.public().as_bytes(),
         };
         db_file::write_meta(&db, &db_path, &meta)?;
-        Ok(Replica::assemble(dir, db, secret, meta, lock))
+        Ok(Replica::assemble(dir, db, secret, meta, Arc::new(lock)))
     }
 
     /// Like [`open`](Replica::open), with the database in `backend`. redb
@@ -57,7 +58,7 @@ impl Replica {
         let db = open_backend(&db_path, backend)?;
         let meta = no_panic(&db_path, || db_file::read_meta(&*db, &db_path))?;
         check_key(&meta, &secret, &key_path)?;
-        Ok(Replica::assemble(dir, db, secret, meta, lock))
+        Ok(Replica::assemble(dir, db, secret, meta, Arc::new(lock)))
     }
 }
 
