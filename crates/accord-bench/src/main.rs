@@ -12,6 +12,7 @@ mod splice_costs;
 mod stats;
 mod storage;
 mod sync_clone;
+mod sync_keystrokes;
 mod sync_merge;
 mod sync_net;
 mod sync_reconnect;
@@ -59,6 +60,21 @@ enum Command {
     SyncMerge(SyncArgs),
     /// Trust: signing every commit and verifying every received change vs the same without.
     TrustCosts(TrustArgs),
+    /// Sync: B types into a trace-sized MOU one keystroke at a time while A receives, vs raw
+    /// Automerge applying each keystroke's change.
+    SyncKeystrokes(KeystrokeArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct KeystrokeArgs {
+    /// A sequential trace: its final document is what B types into.
+    trace: PathBuf,
+    /// Keystrokes typed (600 is a minute at ten a second).
+    #[arg(long, default_value_t = 600)]
+    keystrokes: usize,
+    /// Repetitions; medians are reported.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -117,6 +133,9 @@ fn main() -> Result<()> {
         Command::TrustCosts(a) => {
             return trust_costs::run(&Trace::load(&a.trace)?, a.keystrokes, a.rounds);
         }
+        Command::SyncKeystrokes(a) => {
+            return sync_keystrokes::run(&Trace::load(&a.trace)?, a.keystrokes, a.rounds);
+        }
         _ => {}
     }
     let diagnose = matches!(cli.command, Command::SpliceCosts(_));
@@ -129,6 +148,7 @@ fn main() -> Result<()> {
         Command::SyncClone(_)
         | Command::SyncReconnect(_)
         | Command::SyncMerge(_)
+        | Command::SyncKeystrokes(_)
         | Command::TrustCosts(_) => {
             unreachable!("handled above")
         }

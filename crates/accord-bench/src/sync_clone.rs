@@ -19,10 +19,10 @@ use crate::trace::Trace;
 
 /// What both sides start from: A's stored roster and MOU.
 pub struct Fixture {
-    p: PartnershipId,
-    mou: DocId,
+    pub(crate) p: PartnershipId,
+    pub(crate) mou: DocId,
     roster_doc: AutoCommit,
-    mou_doc: AutoCommit,
+    pub(crate) mou_doc: AutoCommit,
     raw: AutoCommit,
     pub raw_saved: usize,
     pub accord_saved: usize,
@@ -51,7 +51,7 @@ pub fn fixture(trace: &Trace) -> Result<Fixture> {
     })
 }
 
-fn peer_a(f: &Fixture) -> Peer {
+pub(crate) fn peer_a(f: &Fixture) -> Peer {
     let mut a = Peer::new(SEED_A, PeerRole::Node, true);
     let mut roster = f.roster_doc.clone();
     let mut mou = f.mou_doc.clone();
@@ -61,7 +61,7 @@ fn peer_a(f: &Fixture) -> Peer {
     a
 }
 
-fn peer_b(f: &Fixture) -> Peer {
+pub(crate) fn peer_b(f: &Fixture) -> Peer {
     let mut b = Peer::new(SEED_B, PeerRole::Node, true);
     b.handle(Input::Want { partnership: f.p });
     b

@@ -4,6 +4,7 @@
 //! run can count bytes, frames, one-way trips and document loads.
 
 use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
 use accord_identity::{OrgKey, OrgSecret};
 use accord_model::automerge::{
@@ -35,6 +36,8 @@ pub struct Store {
     pub signer: Option<[u8; 32]>,
     pub docs: BTreeMap<DocId, Stored>,
     pub sync_states: BTreeMap<(DocId, OrgKey), Vec<u8>>,
+    /// When a received change was last appended (the receiver's durable point).
+    pub appended_at: Option<Instant>,
 }
 
 impl Store {
@@ -71,6 +74,7 @@ impl Store {
                     .expect("append to a stored document");
                 stored.log.push(changes);
                 stored.heads = heads;
+                self.appended_at = Some(Instant::now());
             }
             StorageWrite::SyncState { doc, peer, state } => {
                 self.sync_states.insert((doc, peer), state);
@@ -163,6 +167,9 @@ pub struct Peer {
     pub store: Store,
     /// Documents the engine asked to load (rosters included).
     pub loads: Vec<DocId>,
+    /// Time spent inside the engine, in all, and in the longest single call.
+    pub busy: Duration,
+    pub longest_call: Duration,
 }
 
 impl Peer {
@@ -177,6 +184,8 @@ impl Peer {
                 ..Store::default()
             },
             loads: Vec::new(),
+            busy: Duration::ZERO,
+            longest_call: Duration::ZERO,
         }
     }
 
@@ -209,8 +218,17 @@ impl Peer {
     }
 
     pub fn handle(&mut self, input: Input) -> Vec<(ConnId, Vec<u8>)> {
-        let out = self.engine.handle(input, 0);
+        let out = self.timed(input);
         self.run(out)
+    }
+
+    fn timed(&mut self, input: Input) -> Outputs {
+        let start = Instant::now();
+        let out = self.engine.handle(input, 0);
+        let took = start.elapsed();
+        self.busy += took;
+        self.longest_call = self.longest_call.max(took);
+        out
     }
 
     /// Does the outputs in the driver's order: writes, sends, loads.
@@ -225,7 +243,7 @@ impl Peer {
             let Some(doc) = out.load.pop() else { break };
             self.loads.push(doc);
             let input = self.store.loaded(doc);
-            let more = self.engine.handle(input, 0);
+            let more = self.timed(input);
             out.writes.extend(more.writes);
             out.send.extend(more.send);
             out.load.extend(more.load);

@@ -1,9 +1,9 @@
 //! Small runs of the sync benchmarks, so CI exercises their code paths.
 
-use crate::sync_clone;
 use crate::sync_merge::{Concurrent, Txn, raw};
 use crate::sync_reconnect::{reconnect, setup};
 use crate::trace::{Patch, Trace, replay_plain};
+use crate::{sync_clone, sync_keystrokes};
 
 fn patches(n: usize) -> Vec<Patch> {
     let mut out = Vec::new();
@@ -46,6 +46,17 @@ fn sync_clone_direct_relay_and_raw_reach_end_content() {
     let r = sync_clone::relay(&f, &t.end_content).unwrap();
     let raw = sync_clone::raw(&mut f, &t.end_content).unwrap();
     assert!(d.traffic.bytes > 0 && r.traffic.bytes > d.traffic.bytes && raw.traffic.bytes > 0);
+}
+
+#[test]
+fn sync_keystrokes_reach_the_receiver_one_by_one() {
+    let t = trace(300);
+    let f = sync_clone::fixture(&t).unwrap();
+    // run_once checks that A ends with B's text.
+    let run = sync_keystrokes::run_once(&f, 20).unwrap();
+    assert_eq!(run.end_to_end.len(), 20);
+    assert_eq!(run.raw_apply.len(), 20);
+    assert!(run.receiver_busy > std::time::Duration::ZERO);
 }
 
 #[test]

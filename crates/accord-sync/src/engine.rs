@@ -70,6 +70,11 @@ pub struct EngineConfig {
     /// about the same for one change as for a hundred, so a runtime that
     /// drains its queue before flushing keeps up with fast typists.
     pub coalesce: bool,
+    /// How long a document stays in memory after its last conversation
+    /// settled. Loading a large document costs as much as a second, so
+    /// unloading it at once made a receiver reload it for every keystroke
+    /// of a live session; idle documents are unloaded on `Tick` after this.
+    pub keep_loaded_ms: u64,
 }
 
 impl Default for EngineConfig {
@@ -79,6 +84,7 @@ impl Default for EngineConfig {
             allowed_creators: None,
             handshake_timeout_ms: 10_000,
             coalesce: false,
+            keep_loaded_ms: 60_000,
         }
     }
 }
@@ -1072,6 +1078,15 @@ impl Engine {
     }
 
     fn on_tick(&mut self) {
+        let loaded: Vec<DocId> = self
+            .docs
+            .iter()
+            .filter(|(_, slot)| matches!(slot.residency, Residency::Loaded(_)))
+            .map(|(doc, _)| *doc)
+            .collect();
+        for doc in loaded {
+            self.unload_if_unused(doc);
+        }
         let deadline = self.config.handshake_timeout_ms;
         let late: Vec<ConnId> = self
             .conns
@@ -2153,7 +2168,11 @@ impl Engine {
                 slot.saved_states.insert(peer, state.clone());
             }
         }
+        let now = self.now;
         for doc in settled.into_keys() {
+            if let Some(slot) = self.docs.get_mut(&doc) {
+                slot.settled_at = now;
+            }
             self.unload_if_unused(doc);
         }
     }
@@ -2166,8 +2185,10 @@ impl Engine {
         let idle =
             slot.inbox.is_empty() && slot.waiting.is_empty() && !self.inbound.contains_key(&doc);
         let is_roster = doc == slot.partnership.roster_doc();
+        let warm = self.now.saturating_sub(slot.settled_at) < self.config.keep_loaded_ms;
         if in_use
             || !idle
+            || warm
             || is_roster
             || !slot.stored
             || !matches!(slot.residency, Residency::Loaded(_))

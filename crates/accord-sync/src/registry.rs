@@ -48,6 +48,9 @@ pub(crate) struct DocSlot {
     /// Changes refused here, or by a peer, with their dependencies: never
     /// expected to be held by the other side (bounded, see the engine).
     pub refused: BTreeMap<ChangeHash, Vec<ChangeHash>>,
+    /// Engine time when a connection last settled this document: it stays
+    /// loaded for `EngineConfig::keep_loaded_ms` after.
+    pub settled_at: u64,
 }
 
 impl DocSlot {
@@ -65,6 +68,7 @@ impl DocSlot {
             parked: Vec::new(),
             pending: Vec::new(),
             refused: BTreeMap::new(),
+            settled_at: 0,
         }
     }
 

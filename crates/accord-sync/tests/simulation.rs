@@ -1025,6 +1025,62 @@ fn reconnect_all(sim: &mut Sim, links: &[usize]) -> Vec<usize> {
     fresh
 }
 
+/// Loads on node 1 while node 0 makes `edits` random edits, each synced.
+fn loads_during_edits(sim: &mut Sim, p: PartnershipId, edits: usize) -> u64 {
+    let before = sim.nodes[1].loads;
+    let mut made = 0;
+    for _ in 0..edits * 10 {
+        if made == edits {
+            break;
+        }
+        if sim.random_edit(0, p) {
+            made += 1;
+            sim.run_until_quiescent();
+        }
+    }
+    assert_eq!(made, edits, "node 0 could not make its edits");
+    sim.nodes[1].loads - before
+}
+
+#[test]
+fn a_document_being_edited_stays_loaded_until_it_idles() {
+    let mut loads = Vec::new();
+    let mut agreements = 0;
+    for keep in [0, 60_000] {
+        let (mut sim, p, _, links) = synced_world(2, 2, false);
+        for n in 0..2 {
+            sim.nodes[n].keep_loaded_ms = keep;
+            sim.crash(n);
+            sim.restart(n);
+        }
+        for l in links {
+            sim.kill(l);
+        }
+        sim.connect(0, 1, true).expect("connected");
+        sim.run_until_quiescent();
+        loads.push(loads_during_edits(&mut sim, p, 12));
+        // (Edits may add agreements too.)
+        agreements = sim.nodes[1].store.docs_of(p).len() - 1;
+        if keep > 0 {
+            // Idle past the window: the next edit loads its document again.
+            sim.advance(keep + 1_000);
+            assert!(
+                loads_during_edits(&mut sim, p, 6) >= 1,
+                "idle documents unload"
+            );
+        }
+    }
+    let (cold, warm) = (loads[0], loads[1]);
+    assert!(
+        warm as usize <= agreements,
+        "each of the {agreements} agreements loads at most once while edited: {warm}"
+    );
+    assert!(
+        cold > warm,
+        "without a window every edit reloads: {cold} vs {warm}"
+    );
+}
+
 const HANDSHAKE_ONLY: &[&str] = &["Hello", "Proof", "Summary", "SummaryDone"];
 
 #[test]

@@ -310,6 +310,10 @@ pub struct SimNode {
     /// hours or years either way in skewed worlds. Its engine and its
     /// commits see only its own clock.
     pub clock_skew_ms: i64,
+    /// The engine's `keep_loaded_ms` (applied at start and restart).
+    pub keep_loaded_ms: u64,
+    /// Documents the engine asked the store to load.
+    pub loads: u64,
     pub conns: BTreeMap<ConnId, usize>,
     /// Every event, with the link its connection belonged to.
     pub events: Vec<(Option<usize>, Event)>,
@@ -324,6 +328,7 @@ impl SimNode {
         EngineConfig {
             role: self.role,
             allowed_creators: None,
+            keep_loaded_ms: self.keep_loaded_ms,
             ..EngineConfig::default()
         }
     }
@@ -552,6 +557,10 @@ impl Sim {
             joined: BTreeSet::new(),
             incarnation: 0,
             clock_skew_ms: 0,
+            // Half the nodes unload documents as soon as they settle, so
+            // the reload paths stay exercised; the others keep them warm.
+            keep_loaded_ms: if seed[0].is_multiple_of(2) { 0 } else { 2_000 },
+            loads: 0,
             conns: BTreeMap::new(),
             events: Vec::new(),
         };
@@ -673,6 +682,7 @@ impl Sim {
                 self.close_from(n, conn);
             }
             for doc in out.load {
+                self.nodes[n].loads += 1;
                 let input = self.nodes[n].store.loaded(doc);
                 if let Some(more) = self.handle(n, input) {
                     pending.push_back(more);
