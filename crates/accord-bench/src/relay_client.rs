@@ -153,6 +153,12 @@ pub struct ClientLog {
     pub received: Vec<(u64, Instant, Instant)>,
     /// Bytes of websocket messages received after the run started.
     pub bytes_in: u64,
+    /// Websocket messages received after the run started.
+    pub frames_in: u64,
+    /// Times the client's engine loaded the MOU and the roster from its
+    /// store (it unloads a document once in sync, as the relay does).
+    pub mou_loads: usize,
+    pub roster_loads: usize,
 }
 
 /// The writing side of a client: its own copy of the MOU, which never
@@ -225,6 +231,7 @@ impl Client {
     fn receive(&mut self, bytes: Vec<u8>, arrival: Instant) -> Result<Vec<Vec<u8>>> {
         if self.started.is_some() {
             self.log.bytes_in += bytes.len() as u64;
+            self.log.frames_in += 1;
         }
         self.note_acks(&bytes, arrival);
         let input = Input::Received {
@@ -479,6 +486,9 @@ pub async fn run_client(
         }
     }
     let _ = ws.close(None).await;
+    let roster_loads = client.peer.loads.len() - client.peer.agreement_loads();
+    client.log.roster_loads = roster_loads;
+    client.log.mou_loads = client.peer.agreement_loads();
     Ok(client.log)
 }
 
