@@ -125,13 +125,20 @@ async fn ours(n: usize, config: FanoutConfig) -> Result<Ours> {
     let loads = |f: fn(&crate::relay_client::ClientLog) -> usize| {
         outcome.logs.iter().map(f).sum::<usize>() as f64 / outcome.logs.len() as f64
     };
-    let frames: u64 = outcome.logs.iter().filter(|l| l.org != 0).map(|l| l.frames_in).sum();
+    let frames: u64 = outcome
+        .logs
+        .iter()
+        .filter(|l| l.org != 0)
+        .map(|l| l.frames_in)
+        .sum();
     eprintln!(
-        "  per client: {:.1} MOU loads, {:.1} roster loads; {:.2} frames per subscriber per edit; edit phase {:.1} s",
+        "  per client: {:.1} MOU loads, {:.1} roster loads; {:.2} frames per subscriber per edit; edits {:.1} s, CPU relay {:.1} s, clients {:.1} s",
         loads(|l| l.mou_loads),
         loads(|l| l.roster_loads),
         frames as f64 / (n * config.edits).max(1) as f64,
-        outcome.elapsed.as_secs_f64()
+        outcome.elapsed.as_secs_f64(),
+        outcome.relay_cpu.as_secs_f64(),
+        outcome.clients_cpu.as_secs_f64()
     );
     let memory = (outcome.connected, outcome.settled);
     Ok(((figures, outcome.complete), per_edit, memory))

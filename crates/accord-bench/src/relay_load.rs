@@ -46,12 +46,15 @@ pub struct LoadReport {
     pub complete: bool,
     pub connect_secs: f64,
     pub edit_secs: f64,
+    /// CPU seconds used during the edits by the relay and by the clients.
+    pub relay_cpu_secs: f64,
+    pub clients_cpu_secs: f64,
 }
 
 /// The partnerships of a load run: `docs` of them, `connections / docs` members each.
 pub fn groups(config: &LoadConfig) -> Result<Vec<Arc<Group>>> {
     ensure!(
-        config.docs > 0 && config.connections % config.docs == 0,
+        config.docs > 0 && config.connections.is_multiple_of(config.docs),
         "--connections must be a multiple of --docs"
     );
     let members = config.connections / config.docs;
@@ -100,6 +103,8 @@ pub async fn load(relay: RelayHost, data: &Path, config: LoadConfig) -> Result<L
         complete: outcome.complete,
         connect_secs: outcome.connect_time.as_secs_f64(),
         edit_secs: outcome.elapsed.as_secs_f64(),
+        relay_cpu_secs: outcome.relay_cpu.as_secs_f64(),
+        clients_cpu_secs: outcome.clients_cpu.as_secs_f64(),
     })
 }
 
@@ -135,6 +140,10 @@ fn print(r: &LoadReport) {
     println!(
         "edits committed {}, acknowledged {}, receipts {}",
         f.committed, f.acked, f.received
+    );
+    println!(
+        "CPU during the edits: relay {:.1} s, clients {:.1} s ({:.1} s of wall time)",
+        r.relay_cpu_secs, r.clients_cpu_secs, r.edit_secs
     );
     println!(
         "edit -> durable ack      p50 {:.2} ms  p99 {:.2} ms  max {:.2} ms",

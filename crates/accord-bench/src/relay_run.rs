@@ -17,7 +17,7 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 
 use crate::relay_client::{ClientLog, Counts, EDIT_ID_BASE, Edits, Group, Run, run_client};
-use crate::servers::{Memory, RelayHost, relay_key};
+use crate::servers::{Memory, RelayHost, cpu_of, relay_key};
 use crate::stats::{Latency, nanos};
 
 /// Clients handshaking with the relay at once while connecting.
@@ -48,6 +48,10 @@ pub struct Outcome {
     /// From the start signal until the run settled.
     pub elapsed: Duration,
     pub connect_time: Duration,
+    /// CPU time used during the edits by the relay and by this process (the
+    /// clients), to tell whose work the latency waited on.
+    pub relay_cpu: Duration,
+    pub clients_cpu: Duration,
 }
 
 /// Runs `groups`' members against the relay; `edits(org)` says whether and
@@ -97,11 +101,14 @@ pub async fn drive(
         .filter(|org| edits(**org).is_some())
         .count() as u64;
     let connected = relay.memory()?;
+    let cpu_before = (relay.cpu()?, cpu_of("self")?);
     let started = Instant::now();
     start_tx.send(true)?;
     let complete = wait_settled(&run.counts, writers, &mut clients, settle).await?;
     let elapsed = started.elapsed();
     let settled = relay.memory()?;
+    let relay_cpu = relay.cpu()?.saturating_sub(cpu_before.0);
+    let clients_cpu = cpu_of("self")?.saturating_sub(cpu_before.1);
     stop_tx.send(true)?;
     let mut logs = Vec::new();
     while let Some(joined) = clients.join_next().await {
@@ -114,6 +121,8 @@ pub async fn drive(
         complete,
         elapsed,
         connect_time,
+        relay_cpu,
+        clients_cpu,
     })
 }
 

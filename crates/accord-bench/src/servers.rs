@@ -62,6 +62,18 @@ pub fn memory_of(pid: &str) -> Result<Memory> {
     })
 }
 
+/// CPU time (user + system) a process has used so far, from `/proc/{pid}/stat`.
+pub fn cpu_of(pid: &str) -> Result<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // The command name (field 2) may hold spaces; count from after it.
+    let rest = stat.rsplit_once(')').context("malformed stat")?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields.get(11).context("no utime")?.parse::<u64>()?
+        + fields.get(12).context("no stime")?.parse::<u64>()?;
+    // Linux reports in clock ticks of 1/100 s (USER_HZ) on every common platform.
+    Ok(Duration::from_millis(ticks * 10))
+}
+
 /// A server running in a child process. It prints `listening ADDR` once
 /// ready and stops when its stdin closes.
 pub struct ChildServer {
@@ -104,6 +116,10 @@ impl ChildServer {
 
     pub fn memory(&self) -> Result<Memory> {
         memory_of(&self.child.id().to_string())
+    }
+
+    pub fn cpu(&self) -> Result<Duration> {
+        cpu_of(&self.child.id().to_string())
     }
 
     /// Closes the child's stdin and waits (at most 60 s) for it to shut down.
@@ -241,6 +257,14 @@ impl RelayHost {
         match self {
             RelayHost::Child(server) => server.memory(),
             RelayHost::InProcess(_) => memory_of("self"),
+        }
+    }
+
+    /// The relay's CPU time so far (in-process: the whole process's).
+    pub fn cpu(&self) -> Result<Duration> {
+        match self {
+            RelayHost::Child(server) => server.cpu(),
+            RelayHost::InProcess(_) => cpu_of("self"),
         }
     }
 
