@@ -217,7 +217,8 @@ async fn receive(
 
 /// Sends `config.edits` messages of `payload` bytes at `config.rate`; returns when each was sent.
 async fn publish(url: &str, config: FanoutConfig, payload: usize) -> Result<Vec<Instant>> {
-    let (mut ws, _) = tokio_tungstenite::connect_async(url).await?;
+    // Without Nagle's algorithm, as our clients dial.
+    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(url, None, true).await?;
     ws.send(Message::Text("pub".into())).await?;
     let mut timer = tokio::time::interval(Duration::from_secs_f64(1.0 / config.rate));
     timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
