@@ -155,6 +155,8 @@ pub struct ClientLog {
     pub bytes_in: u64,
     /// Websocket messages received after the run started.
     pub frames_in: u64,
+    /// Why changes were refused, by this client's engine or by the relay.
+    pub refusals: Vec<String>,
     /// Times the client's engine loaded the MOU and the roster from its
     /// store (it unloads a document once in sync, as the relay does).
     pub mou_loads: usize,
@@ -354,13 +356,20 @@ impl Client {
             Event::Refused { message, .. } | Event::PeerError { message, .. } => {
                 bail!("org {}: the connection failed: {message}", self.org)
             }
+            // Kept and reported rather than fatal: the run's other figures
+            // still mean something, and the refused edit shows as undelivered.
             Event::ChangesRefused { reason, .. } | Event::RefusedByPeer { reason, .. } => {
-                bail!("org {}: changes were refused: {reason}", self.org)
+                report_refusal(self.org, &reason);
+                self.log.refusals.push(reason);
             }
             _ => {}
         }
         Ok(())
     }
+}
+
+fn report_refusal(org: usize, reason: &str) {
+    eprintln!("org {org}: changes refused: {reason}");
 }
 
 fn writer(org: usize, group: &Group, plan: Edits) -> Result<Writer> {

@@ -250,7 +250,7 @@ fn ms(us: f64) -> f64 {
 
 fn print_row(r: &FanoutRow) {
     eprintln!(
-        "  {} subscribers: ours p50 {:.2} / p99 {:.2} ms (applied p99 {:.2} ms), bare p50 {:.2} / p99 {:.2} ms, {} B per edit, writer ack p99 {:.2} ms, relay RSS {} KiB connected, settled: {}",
+        "  {} subscribers: ours p50 {:.2} / p99 {:.2} ms (applied p99 {:.2} ms), bare p50 {:.2} / p99 {:.2} ms, {} B per edit, writer ack p99 {:.2} ms, relay RSS {} KiB connected, settled: {}, refused: {}",
         r.subscribers,
         ms(r.ours.fanout_arrival.p50_us),
         ms(r.ours.fanout_arrival.p99_us),
@@ -260,7 +260,8 @@ fn print_row(r: &FanoutRow) {
         r.bytes_per_edit,
         ms(r.ours.ack.p99_us),
         r.relay_connected.rss_kib,
-        r.complete
+        r.complete,
+        r.ours.refusals.len()
     );
 }
 

@@ -141,6 +141,13 @@ fn print(r: &LoadReport) {
         "edits committed {}, acknowledged {}, receipts {}",
         f.committed, f.acked, f.received
     );
+    if !f.refusals.is_empty() {
+        println!(
+            "REFUSED {} time(s), first: {}",
+            f.refusals.len(),
+            f.refusals[0]
+        );
+    }
     println!(
         "CPU during the edits: relay {:.1} s, clients {:.1} s ({:.1} s of wall time)",
         r.relay_cpu_secs, r.clients_cpu_secs, r.edit_secs

@@ -192,6 +192,8 @@ pub struct Figures {
     pub committed: usize,
     pub acked: usize,
     pub received: usize,
+    /// Changes refused by a client's engine or by the relay (each with its reason).
+    pub refusals: Vec<String>,
     /// Edit committed by its writer → the relay's frame naming it arrived.
     pub ack: Latency,
     /// Edit committed → the frame carrying it read by another member.
@@ -215,6 +217,7 @@ pub fn figures(logs: &[ClientLog]) -> Figures {
         committed: commits.len(),
         acked: ack.len(),
         received: applied.len(),
+        refusals: logs.iter().flat_map(|l| l.refusals.clone()).collect(),
         ack: Latency::of(&mut ack),
         fanout_arrival: Latency::of(&mut arrival),
         fanout_applied: Latency::of(&mut applied),

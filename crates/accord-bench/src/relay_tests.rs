@@ -28,6 +28,7 @@ async fn relay_load_smoke_acknowledges_delivers_and_keeps_every_edit() {
         .unwrap();
     let (f, d) = (&report.figures, &report.durability);
     eprintln!("{f:?}\n{d:?}");
+    assert!(f.refusals.is_empty(), "{:?}", f.refusals);
     assert!(report.complete, "{report:?}");
     assert_eq!(f.committed, 50 * 4);
     assert_eq!(f.acked, f.committed);
