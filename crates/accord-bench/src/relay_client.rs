@@ -359,17 +359,13 @@ impl Client {
             // Kept and reported rather than fatal: the run's other figures
             // still mean something, and the refused edit shows as undelivered.
             Event::ChangesRefused { reason, .. } | Event::RefusedByPeer { reason, .. } => {
-                report_refusal(self.org, &reason);
+                eprintln!("org {}: changes refused: {reason}", self.org);
                 self.log.refusals.push(reason);
             }
             _ => {}
         }
         Ok(())
     }
-}
-
-fn report_refusal(org: usize, reason: &str) {
-    eprintln!("org {org}: changes refused: {reason}");
 }
 
 fn writer(org: usize, group: &Group, plan: Edits) -> Result<Writer> {

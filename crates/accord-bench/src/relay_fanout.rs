@@ -18,8 +18,8 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::relay_client::{Edits, group};
-use crate::relay_run::{Figures, drive, figures};
+use crate::relay_client::{ClientLog, Edits, group};
+use crate::relay_run::{Figures, Outcome, drive, figures};
 use crate::servers::{ChildServer, Memory, RelayHost, create_relay_replica};
 use crate::stats::{Latency, nanos};
 
@@ -74,18 +74,18 @@ pub fn run(subscribers: &[usize], config: FanoutConfig, json: Option<&Path>) -> 
             "relay-fanout: {n} subscribers, {} edits at {}/s",
             config.edits, config.rate
         );
-        let (ours, bytes, memory) = runtime.block_on(ours(n, config))?;
-        let payload = bytes.max(16);
+        let ours = runtime.block_on(ours(n, config))?;
+        let payload = ours.bytes_per_edit.max(16);
         let bare = runtime.block_on(bare(n, config, payload))?;
         let row = FanoutRow {
             subscribers: n,
-            ratio_p99: ours.0.fanout_arrival.p99_us / bare.p99_us,
-            ours: ours.0,
+            ratio_p99: ours.figures.fanout_arrival.p99_us / bare.p99_us,
+            ours: ours.figures,
             bare,
             bytes_per_edit: payload,
-            relay_connected: memory.0,
-            relay_settled: memory.1,
-            complete: ours.1,
+            relay_connected: ours.connected,
+            relay_settled: ours.settled,
+            complete: ours.complete,
         };
         print_row(&row);
         rows.push(row);
@@ -99,7 +99,15 @@ pub fn run(subscribers: &[usize], config: FanoutConfig, json: Option<&Path>) -> 
     Ok(())
 }
 
-type Ours = ((Figures, bool), usize, (Memory, Memory));
+/// Our side of one subscriber count, and the payload the bare run must match.
+struct Ours {
+    figures: Figures,
+    complete: bool,
+    /// Bytes each subscriber received per edit.
+    bytes_per_edit: usize,
+    connected: Memory,
+    settled: Memory,
+}
 
 /// Through the relay: org 0 creates the partnership and writes, orgs 1..=n subscribe.
 async fn ours(n: usize, config: FanoutConfig) -> Result<Ours> {
@@ -118,30 +126,36 @@ async fn ours(n: usize, config: FanoutConfig) -> Result<Ours> {
     let outcome = drive(&relay, &[group], plan, Duration::from_secs(60)).await;
     relay.stop().await?;
     let outcome = outcome?;
-    let subscribers = outcome.logs.iter().filter(|l| l.org != 0);
-    let bytes: u64 = subscribers.map(|l| l.bytes_in).sum();
-    let per_edit = bytes as usize / (n * config.edits).max(1);
-    let figures = figures(&outcome.logs);
-    let loads = |f: fn(&crate::relay_client::ClientLog) -> usize| {
+    print_clients(n, config, &outcome);
+    let bytes: u64 = subscriber_logs(&outcome).map(|l| l.bytes_in).sum();
+    Ok(Ours {
+        figures: figures(&outcome.logs),
+        complete: outcome.complete,
+        bytes_per_edit: bytes as usize / (n * config.edits).max(1),
+        connected: outcome.connected,
+        settled: outcome.settled,
+    })
+}
+
+fn subscriber_logs(outcome: &Outcome) -> impl Iterator<Item = &ClientLog> {
+    outcome.logs.iter().filter(|l| l.org != 0)
+}
+
+/// What the clients did and cost: the context needed to read the latencies.
+fn print_clients(n: usize, config: FanoutConfig, outcome: &Outcome) {
+    let per_client = |f: fn(&ClientLog) -> usize| {
         outcome.logs.iter().map(f).sum::<usize>() as f64 / outcome.logs.len() as f64
     };
-    let frames: u64 = outcome
-        .logs
-        .iter()
-        .filter(|l| l.org != 0)
-        .map(|l| l.frames_in)
-        .sum();
+    let frames: u64 = subscriber_logs(outcome).map(|l| l.frames_in).sum();
     eprintln!(
         "  per client: {:.1} MOU loads, {:.1} roster loads; {:.2} frames per subscriber per edit; edits {:.1} s, CPU relay {:.1} s, clients {:.1} s",
-        loads(|l| l.mou_loads),
-        loads(|l| l.roster_loads),
+        per_client(|l| l.mou_loads),
+        per_client(|l| l.roster_loads),
         frames as f64 / (n * config.edits).max(1) as f64,
         outcome.elapsed.as_secs_f64(),
         outcome.relay_cpu.as_secs_f64(),
         outcome.clients_cpu.as_secs_f64()
     );
-    let memory = (outcome.connected, outcome.settled);
-    Ok(((figures, outcome.complete), per_edit, memory))
 }
 
 /// The baseline: a bare broadcast server, one publisher, `n` subscribers.
