@@ -6,8 +6,13 @@
 mod cold_open;
 mod cpu;
 mod persisted;
+mod relay_client;
+mod relay_fanout;
+mod relay_load;
+mod relay_run;
 mod replay;
 mod report;
+mod servers;
 mod splice_costs;
 mod stats;
 mod storage;
@@ -63,6 +68,22 @@ enum Command {
     /// Sync: B types into a trace-sized MOU one keystroke at a time while A receives, vs raw
     /// Automerge applying each keystroke's change.
     SyncKeystrokes(KeystrokeArgs),
+    /// Relay: one writer and N subscribers of one document over loopback
+    /// websockets, against a bare tokio-tungstenite broadcast in the same run.
+    RelayFanout(FanoutArgs),
+    /// Relay: many connections across many documents, each editing steadily;
+    /// latency to durable acknowledgement, fan-out, memory per connection, losses.
+    RelayLoad(LoadArgs),
+    /// The relay the relay benchmarks measure, run in a child process.
+    #[command(hide = true)]
+    ServeRelay {
+        data: PathBuf,
+        #[arg(long, default_value_t = 1024)]
+        max_connections: usize,
+    },
+    /// The bare broadcast server of `relay-fanout`, run in a child process.
+    #[command(hide = true)]
+    ServeBare,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -75,6 +96,44 @@ pub struct KeystrokeArgs {
     /// Repetitions; medians are reported.
     #[arg(long, default_value_t = 3)]
     rounds: usize,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct FanoutArgs {
+    /// Subscriber counts to measure, one run each.
+    #[arg(long, value_delimiter = ',', default_values_t = [10, 100, 1000])]
+    subscribers: Vec<usize>,
+    /// Edits made by the writer in each run.
+    #[arg(long, default_value_t = 200)]
+    edits: usize,
+    /// The writer's edits per second.
+    #[arg(long, default_value_t = 10.0)]
+    rate: f64,
+    /// Also write the results as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct LoadArgs {
+    /// Authenticated connections, each its own organisation and a writer.
+    #[arg(long, default_value_t = 500)]
+    connections: usize,
+    /// Documents (one partnership each); connections are split evenly among them.
+    #[arg(long, default_value_t = 50)]
+    docs: usize,
+    /// Edits per second per connection.
+    #[arg(long, default_value_t = 1.0)]
+    rate: f64,
+    /// Seconds of editing.
+    #[arg(long, default_value_t = 30)]
+    seconds: u64,
+    /// Seconds to wait after the edits for the last acknowledgements and receipts.
+    #[arg(long, default_value_t = 60)]
+    settle: u64,
+    /// Also write the results as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -130,6 +189,29 @@ fn main() -> Result<()> {
             return sync_reconnect::run(&Trace::load(&a.trace)?, a.docs, a.rounds);
         }
         Command::SyncMerge(a) => return sync_merge::run(&a.trace, a.rounds),
+        Command::RelayFanout(a) => {
+            let config = relay_fanout::FanoutConfig {
+                edits: a.edits,
+                rate: a.rate,
+            };
+            return relay_fanout::run(&a.subscribers, config, a.json.as_deref());
+        }
+        Command::RelayLoad(a) => {
+            let config = relay_load::LoadConfig {
+                connections: a.connections,
+                docs: a.docs,
+                rate: a.rate,
+                duration: std::time::Duration::from_secs(a.seconds),
+                max_edits: None,
+                settle: std::time::Duration::from_secs(a.settle),
+            };
+            return relay_load::run(config, a.json.as_deref());
+        }
+        Command::ServeRelay {
+            data,
+            max_connections,
+        } => return servers::serve_relay(data, *max_connections),
+        Command::ServeBare => return servers::serve_bare(),
         Command::TrustCosts(a) => {
             return trust_costs::run(&Trace::load(&a.trace)?, a.keystrokes, a.rounds);
         }
@@ -149,7 +231,11 @@ fn main() -> Result<()> {
         | Command::SyncReconnect(_)
         | Command::SyncMerge(_)
         | Command::SyncKeystrokes(_)
-        | Command::TrustCosts(_) => {
+        | Command::TrustCosts(_)
+        | Command::RelayFanout(_)
+        | Command::RelayLoad(_)
+        | Command::ServeRelay { .. }
+        | Command::ServeBare => {
             unreachable!("handled above")
         }
     };
@@ -195,6 +281,8 @@ fn main() -> Result<()> {
     Ok(())
 }
 
+#[cfg(test)]
+mod relay_tests;
 #[cfg(test)]
 mod sync_tests;
 #[cfg(test)]

@@ -13,7 +13,7 @@ use accord_model::automerge::{
 };
 use accord_model::trust::Attestation;
 use accord_model::{Agreement, DocId, DocKind, PartnershipId, Role, Roster, new_document_actor};
-use accord_sync::{ConnId, Engine, EngineConfig, Input, Outputs, PeerRole, StorageWrite};
+use accord_sync::{ConnId, Engine, EngineConfig, Event, Input, Outputs, PeerRole, StorageWrite};
 use anyhow::{Context, Result, anyhow};
 
 use crate::trace::Patch;
@@ -232,20 +232,34 @@ impl Peer {
     }
 
     /// Does the outputs in the driver's order: writes, sends, loads.
-    pub fn run(&mut self, mut out: Outputs) -> Vec<(ConnId, Vec<u8>)> {
+    pub fn run(&mut self, out: Outputs) -> Vec<(ConnId, Vec<u8>)> {
+        self.run_observed(out, |_| {}, |_| {})
+    }
+
+    /// [`Peer::run`], showing each write to `on_write` before it is stored
+    /// and each event to `on_event` (the relay load generator reads the
+    /// changes it receives and the engine's events through these).
+    pub fn run_observed(
+        &mut self,
+        mut out: Outputs,
+        mut on_write: impl FnMut(&StorageWrite),
+        mut on_event: impl FnMut(Event),
+    ) -> Vec<(ConnId, Vec<u8>)> {
         let mut frames = Vec::new();
         loop {
             for w in out.writes.drain(..) {
+                on_write(&w);
                 self.store.apply(w);
             }
             frames.append(&mut out.send);
-            out.events.clear();
+            out.events.drain(..).for_each(&mut on_event);
             let Some(doc) = out.load.pop() else { break };
             self.loads.push(doc);
             let input = self.store.loaded(doc);
             let more = self.timed(input);
             out.writes.extend(more.writes);
             out.send.extend(more.send);
+            out.events.extend(more.events);
             out.load.extend(more.load);
         }
         frames

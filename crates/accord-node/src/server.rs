@@ -122,6 +122,12 @@ pub async fn serve(
             },
             () = shutdown.cancelled() => break,
         };
+        // Frames are small and sent back to back (`Attest`, then `Sync`):
+        // with Nagle's algorithm the second waits for the peer's delayed
+        // ACK of the first, up to 40 ms on Linux.
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(error = %e, "could not disable Nagle's algorithm");
+        }
         let service = hyper_util::service::TowerToHyperService::new(router.clone());
         let shutdown = shutdown.clone();
         connections.spawn(async move {

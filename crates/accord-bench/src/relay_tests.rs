@@ -1,0 +1,39 @@
+//! A small run of the relay load generator against an in-process relay, so
+//! CI exercises the real relay over loopback websockets and its durability
+//! promise: every acknowledged edit is in the relay's replica.
+
+use std::time::Duration;
+
+use crate::relay_load::{LoadConfig, load};
+use crate::servers::{RelayHost, create_relay_replica, start_relay};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relay_load_smoke_acknowledges_delivers_and_keeps_every_edit() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("relay");
+    create_relay_replica(&data).unwrap();
+    let relay = RelayHost::InProcess(start_relay(&data, 128).await.unwrap());
+    let config = LoadConfig {
+        connections: 50,
+        docs: 5,
+        rate: 20.0,
+        duration: Duration::from_secs(60),
+        max_edits: Some(4),
+        settle: Duration::from_secs(30),
+    };
+    let run = load(relay, &data, config);
+    let report = tokio::time::timeout(Duration::from_secs(120), run)
+        .await
+        .expect("the smoke run finished within 120 s")
+        .unwrap();
+    let (f, d) = (&report.figures, &report.durability);
+    eprintln!("{f:?}\n{d:?}");
+    assert!(f.refusals.is_empty(), "{:?}", f.refusals);
+    assert!(report.complete, "{report:?}");
+    assert_eq!(f.committed, 50 * 4);
+    assert_eq!(f.acked, f.committed);
+    // Every edit reaches the other nine members of its partnership.
+    assert_eq!(f.received, f.committed * 9);
+    assert_eq!((d.acknowledged, d.lost, d.unacknowledged), (200, 0, 0));
+    assert_eq!(d.stored, 200);
+}
