@@ -1066,6 +1066,31 @@ fn a_peer_that_closes_mid_sync_fails_the_sync_at_once() {
     );
 }
 
+/// Regression: a sync whose peer refused the TCP connection waited out its
+/// whole `--timeout` before saying so (found when the relay was killed
+/// while ten organisations synced, `tests/relay_faults.rs`).
+#[test]
+fn a_sync_with_an_unreachable_peer_fails_at_once() {
+    let a = Org::init("Alpha Trust");
+    // A port that was free a moment ago: nothing listens there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("ws://127.0.0.1:{port}/sync");
+    let started = Instant::now();
+    let out = a.run(&["sync", &url, "--timeout", SYNC_TIMEOUT]);
+    let took = started.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "stderr: {stderr}");
+    assert!(stderr.contains("could not reach"), "stderr: {stderr}");
+    assert!(
+        took < Duration::from_secs(10),
+        "sync waited {took:?} (its whole --timeout) for a peer that refused the connection: {stderr}"
+    );
+}
+
 /// `doc edit` while `accord serve` holds the replica: the editor runs here,
 /// the node applies the change, and only the changed sentence is spliced.
 #[test]
