@@ -18,9 +18,9 @@ use serde_json::Value;
 use crate::support::Org;
 
 /// How long any single awaited event may take before the test fails.
-const DEADLINE: Duration = Duration::from_secs(30);
+pub(crate) const DEADLINE: Duration = Duration::from_secs(30);
 /// `--timeout` given to every `accord sync`.
-const SYNC_TIMEOUT: &str = "20";
+pub(crate) const SYNC_TIMEOUT: &str = "20";
 
 // ---------------------------------------------------------------------------
 // Child processes
@@ -38,7 +38,7 @@ pub(crate) struct Proc {
 }
 
 impl Proc {
-    fn spawn(name: &str, mut cmd: Command) -> Proc {
+    pub(crate) fn spawn(name: &str, mut cmd: Command) -> Proc {
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -79,11 +79,11 @@ impl Proc {
         }
     }
 
-    fn stderr(&self) -> String {
+    pub(crate) fn stderr(&self) -> String {
         self.stderr.lock().unwrap().clone()
     }
 
-    fn stdout(&self) -> String {
+    pub(crate) fn stdout(&self) -> String {
         self.stdout.lock().unwrap().clone()
     }
 
@@ -117,7 +117,7 @@ impl Proc {
     }
 
     /// Waits (bounded) for the process to exit on its own.
-    fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
+    pub(crate) fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
         let deadline = Instant::now() + within;
         let mut pause = Duration::from_millis(5);
         loop {
@@ -138,8 +138,13 @@ impl Proc {
         }
     }
 
+    /// Whether the process has exited (without waiting).
+    pub(crate) fn has_exited(&mut self) -> bool {
+        self.child.try_wait().expect("try_wait").is_some()
+    }
+
     /// SIGKILL, then reap.
-    fn kill9(&mut self) {
+    pub(crate) fn kill9(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -157,7 +162,7 @@ impl Drop for Proc {
 
 /// Calls `check` until it returns `Ok`, with a short back-off, failing the
 /// test with the last reason once `DEADLINE` has passed.
-fn eventually<T>(what: &str, mut check: impl FnMut() -> Result<T, String>) -> T {
+pub(crate) fn eventually<T>(what: &str, mut check: impl FnMut() -> Result<T, String>) -> T {
     let deadline = Instant::now() + DEADLINE;
     let mut pause = Duration::from_millis(20);
     loop {
@@ -180,9 +185,9 @@ fn eventually<T>(what: &str, mut check: impl FnMut() -> Result<T, String>) -> T 
 
 /// A running `accord relay`, with the address and key it printed.
 pub(crate) struct Relay {
-    proc: Proc,
+    pub(crate) proc: Proc,
     pub(crate) url: String,
-    port: u16,
+    pub(crate) port: u16,
     pub(crate) key: String,
 }
 
@@ -225,7 +230,7 @@ impl Relay {
 
     /// Starts a relay on a port it used before. The port was ours a moment
     /// ago; retry briefly in case the kernel still holds it.
-    fn restart(home: &Org, port: u16) -> Relay {
+    pub(crate) fn restart(home: &Org, port: u16) -> Relay {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let attempt =
@@ -238,7 +243,7 @@ impl Relay {
         }
     }
 
-    fn health(&self) -> Value {
+    pub(crate) fn health(&self) -> Value {
         let response = http_get(self.port, "/healthz");
         let body = response
             .split_once("\r\n\r\n")
@@ -246,6 +251,21 @@ impl Relay {
             .unwrap_or_default();
         serde_json::from_str(body.trim())
             .unwrap_or_else(|e| panic!("/healthz body is not JSON ({e}): {response}"))
+    }
+
+    /// One unlabelled counter or gauge from `/metrics`.
+    pub(crate) fn metric(&self, name: &str) -> u64 {
+        let response = http_get(self.port, "/metrics");
+        response
+            .lines()
+            .find_map(|line| {
+                line.strip_prefix(name)?
+                    .strip_prefix(' ')?
+                    .trim()
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or_else(|| panic!("no {name} in /metrics: {response}"))
     }
 }
 
@@ -281,10 +301,10 @@ fn http_get(port: u16, path: &str) -> String {
 
 /// The result of one `accord sync --json`.
 pub(crate) struct SyncRun {
-    ok: bool,
-    code: Option<i32>,
-    rows: Vec<Value>,
-    stderr: String,
+    pub(crate) ok: bool,
+    pub(crate) code: Option<i32>,
+    pub(crate) rows: Vec<Value>,
+    pub(crate) stderr: String,
 }
 
 impl SyncRun {
@@ -298,7 +318,7 @@ impl SyncRun {
     }
 }
 
-fn sync(org: &Org, urls: &[&str]) -> SyncRun {
+pub(crate) fn sync(org: &Org, urls: &[&str]) -> SyncRun {
     let mut args = vec!["sync", "--json", "--timeout", SYNC_TIMEOUT];
     args.extend_from_slice(urls);
     let out = org.run(&args);
@@ -343,7 +363,7 @@ pub(crate) fn doc_ids(org: &Org) -> Vec<String> {
     ids
 }
 
-fn heads(org: &Org, doc: &str) -> Vec<String> {
+pub(crate) fn heads(org: &Org, doc: &str) -> Vec<String> {
     let mut heads: Vec<String> = org.doc(doc)["heads"]
         .as_array()
         .expect("heads")
@@ -675,7 +695,7 @@ fn relay_killed_during_a_sync_loses_nothing_it_acknowledged() {
         if health["free_connection_slots"].as_u64().unwrap() < idle_slots {
             break;
         }
-        if syncing.child.try_wait().unwrap().is_some() {
+        if syncing.has_exited() {
             // Finished before we saw it: the kill still lands after the
             // relay's last write, which must then be durable.
             break;
@@ -1043,6 +1063,31 @@ fn a_peer_that_closes_mid_sync_fails_the_sync_at_once() {
     assert!(
         took < Duration::from_secs(10),
         "sync waited {took:?} (its whole --timeout) for a peer that had closed: {stderr}"
+    );
+}
+
+/// Regression: a sync whose peer refused the TCP connection waited out its
+/// whole `--timeout` before saying so (found when the relay was killed
+/// while ten organisations synced, `tests/relay_faults.rs`).
+#[test]
+fn a_sync_with_an_unreachable_peer_fails_at_once() {
+    let a = Org::init("Alpha Trust");
+    // A port that was free a moment ago: nothing listens there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("ws://127.0.0.1:{port}/sync");
+    let started = Instant::now();
+    let out = a.run(&["sync", &url, "--timeout", SYNC_TIMEOUT]);
+    let took = started.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "stderr: {stderr}");
+    assert!(stderr.contains("could not reach"), "stderr: {stderr}");
+    assert!(
+        took < Duration::from_secs(10),
+        "sync waited {took:?} (its whole --timeout) for a peer that refused the connection: {stderr}"
     );
 }
 

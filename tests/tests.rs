@@ -3,6 +3,7 @@
 
 mod durability;
 mod errors;
+mod relay_faults;
 mod repair;
 mod story;
 mod support;

@@ -234,24 +234,40 @@ impl NodeHandle {
     async fn sync_one(&self, peer: PeerConfig, timeout: Duration) -> SyncOutcome {
         let mut events = self.driver.subscribe();
         let stop = self.shutdown.child_token();
-        let dial = tokio::spawn(dial_once_owned(
+        let mut dial = tokio::spawn(dial_once_owned(
             peer.url.clone(),
             peer.key,
             self.driver.clone(),
             stop.clone(),
         ));
-        let result = tokio::time::timeout(timeout, wait_for_sync(&mut events, &peer.url)).await;
-        stop.cancel();
-        let dialed = dial.await.ok().and_then(Result::err);
-        let result = match (result, dialed) {
-            (_, Some(unreachable)) => Err(unreachable.to_string()),
-            (Ok(result), None) => result,
-            (Err(_), None) => Err(format!(
-                "{} did not finish syncing within {} s",
-                peer.url,
-                timeout.as_secs()
-            )),
+        let late = format!(
+            "{} did not finish syncing within {} s",
+            peer.url,
+            timeout.as_secs()
+        );
+        let timed_out = move || Err(late);
+        // A dial that fails ends the sync at once: no connection means no
+        // event will ever come, and waiting out the timeout helps nobody.
+        let result = {
+            let waiting = tokio::time::timeout(timeout, wait_for_sync(&mut events, &peer.url));
+            tokio::pin!(waiting);
+            tokio::select! {
+                waited = &mut waiting => {
+                    stop.cancel();
+                    match ((&mut dial).await.ok().and_then(Result::err), waited) {
+                        (Some(unreachable), _) => Err(unreachable.to_string()),
+                        (None, Ok(result)) => result,
+                        (None, Err(_)) => timed_out(),
+                    }
+                }
+                dialed = &mut dial => match dialed.ok().and_then(Result::err) {
+                    Some(unreachable) => Err(unreachable.to_string()),
+                    // The connection ran and closed; its events say how it ended.
+                    None => waiting.await.unwrap_or_else(|_| timed_out()),
+                },
+            }
         };
+        stop.cancel();
         SyncOutcome {
             url: peer.url,
             result,
