@@ -131,6 +131,18 @@ pub async fn serve(
         let service = hyper_util::service::TowerToHyperService::new(router.clone());
         let shutdown = shutdown.clone();
         connections.spawn(async move {
+            // The header deadline starts once hyper has seen the first
+            // bytes (its protocol detection waits for them unbounded), so a
+            // socket that never sends anything is dropped here. (`peek`,
+            // not `readable`: readiness may be reported with no data.)
+            let mut first = [0u8; 1];
+            if tokio::time::timeout(HEADER_TIMEOUT, stream.peek(&mut first))
+                .await
+                .is_err()
+            {
+                tracing::debug!("closing a connection that sent nothing");
+                return;
+            }
             let mut builder =
                 hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
             builder
