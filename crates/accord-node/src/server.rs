@@ -64,6 +64,12 @@ async fn metrics(State(shared): State<Shared>) -> Response {
     ([(axum::http::header::CONTENT_TYPE, content_type)], body).into_response()
 }
 
+/// Bytes read from a peer's socket at a time. Tungstenite's default (128
+/// KiB, allocated per connection up front) was most of a relay's memory per
+/// connection (153 KiB in `relay-load`); frames are mostly small, and a
+/// large one is still read whole, in more reads.
+const READ_BUFFER: usize = 16 * 1024;
+
 async fn upgrade(State(shared): State<Shared>, ws: WebSocketUpgrade) -> Response {
     let Ok(permit) = shared.slots.clone().try_acquire_owned() else {
         shared.driver.metrics().refused(crate::metrics::CAPACITY);
@@ -76,6 +82,7 @@ async fn upgrade(State(shared): State<Shared>, ws: WebSocketUpgrade) -> Response
     ws.max_message_size(MAX_WS_MESSAGE)
         .max_frame_size(MAX_WS_MESSAGE)
         .max_write_buffer_size(MAX_WRITE_BUFFER)
+        .read_buffer_size(READ_BUFFER)
         .on_upgrade(move |socket| {
             let Shared {
                 driver,
