@@ -4,15 +4,14 @@
 //! answering, refuse what exceeds its slots at once (not hang), close the
 //! idle ones at their deadlines, and then serve an honest peer.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
+mod common;
+
 use std::time::Duration;
 
-use accord_node::{Node, NodeOptions};
-use accord_store::Replica;
 use accord_sync::wire::Frame;
+use common::{get, relay};
 use futures_util::StreamExt;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite;
 
@@ -22,27 +21,6 @@ const SLOTS: usize = 32;
 /// Longer than the HTTP header deadline and the handshake deadline (10 s
 /// each) plus the engine's one-second tick.
 const DEADLINE: Duration = Duration::from_secs(40);
-
-async fn relay(dir: &std::path::Path) -> Node {
-    let replica = Arc::new(Replica::create(dir, "Relay", [0x1d; 32], 1).unwrap());
-    let options = NodeOptions {
-        listen: Some("127.0.0.1:0".parse().unwrap()),
-        relay: true,
-        max_connections: SLOTS,
-        ..NodeOptions::default()
-    };
-    Node::start(replica, None, options, None).await.unwrap()
-}
-
-async fn get(addr: SocketAddr, path: &str) -> (String, String) {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").unwrap();
-    (head.lines().next().unwrap().to_owned(), body.to_owned())
-}
 
 fn free_slots(health: &str) -> u64 {
     let json: serde_json::Value = serde_json::from_str(health).unwrap();
@@ -63,7 +41,7 @@ async fn closed_by_relay(mut stream: TcpStream) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_sockets_are_shed_and_honest_peers_get_through() {
     let dir = tempfile::tempdir().unwrap();
-    let node = relay(dir.path()).await;
+    let node = relay(dir.path(), [0x1d; 32], SLOTS).await;
     let addr = node.local_addr().unwrap();
     let url = format!("ws://{addr}/sync");
 

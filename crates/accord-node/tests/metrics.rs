@@ -1,40 +1,19 @@
 //! `/metrics` on a real relay on loopback: counters move with what peers
 //! do, refusals are counted by reason, and no secret is exposed.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
+mod common;
 
-use accord_node::{Node, NodeEvent, NodeOptions};
-use accord_store::Replica;
+use std::net::SocketAddr;
+
+use accord_node::NodeEvent;
 use accord_sync::wire::Frame;
 use accord_sync::{Event, PeerRole};
+use common::{get, relay};
 use futures_util::{SinkExt, StreamExt};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::broadcast;
 use tokio_tungstenite::tungstenite::Message;
 
 const SEED: [u8; 32] = [0x5e; 32];
-
-async fn relay(dir: &std::path::Path) -> Node {
-    let replica = Arc::new(Replica::create(dir, "Relay", SEED, 1).unwrap());
-    let options = NodeOptions {
-        listen: Some("127.0.0.1:0".parse().unwrap()),
-        relay: true,
-        ..NodeOptions::default()
-    };
-    Node::start(replica, None, options, None).await.unwrap()
-}
-
-/// A plain HTTP/1.1 GET; returns the status line and the body.
-async fn get(addr: SocketAddr, path: &str) -> (String, String) {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").unwrap();
-    (head.lines().next().unwrap().to_owned(), body.to_owned())
-}
 
 /// The value of the sample named exactly `sample` (with its labels).
 fn value(body: &str, sample: &str) -> u64 {
@@ -71,7 +50,7 @@ async fn refused_after(
 #[tokio::test]
 async fn metrics_count_connections_frames_and_refusals_by_reason() {
     let dir = tempfile::tempdir().unwrap();
-    let node = relay(dir.path()).await;
+    let node = relay(dir.path(), SEED, 0).await;
     let addr = node.local_addr().unwrap();
     let mut events = node.events();
 
