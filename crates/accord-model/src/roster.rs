@@ -287,8 +287,14 @@ impl Roster {
         let Ok(members) = self.map_obj("members") else {
             return BTreeMap::new();
         };
-        let versions: Vec<automerge::ChangeHash> =
-            self.doc.get_changes(&[]).iter().map(|c| c.hash()).collect();
+        // Metadata only: rebuilding every change just for its hash is the
+        // expensive part of `get_changes`.
+        let versions: Vec<automerge::ChangeHash> = self
+            .doc
+            .get_changes_meta(&[])
+            .iter()
+            .map(|c| c.hash)
+            .collect();
         let mut former = BTreeMap::new();
         for version in versions {
             let at = [version];
