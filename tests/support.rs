@@ -36,7 +36,11 @@ impl Org {
             .arg(&self.data)
             .args(args)
             .env_remove("ACCORD_DATA")
-            .env("ACCORD_LOG", "warn");
+            // `ACCORD_TEST_LOG=debug` shows more of a failing child's story.
+            .env(
+                "ACCORD_LOG",
+                std::env::var("ACCORD_TEST_LOG").unwrap_or_else(|_| "warn".to_owned()),
+            );
         cmd
     }
 

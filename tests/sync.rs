@@ -116,6 +116,20 @@ impl Proc {
         }
     }
 
+    /// The next stdout line, or `None` once the process has exited (or
+    /// printed nothing more within `DEADLINE`, which is a failure for callers
+    /// that expect a line).
+    pub(crate) fn next_line(&mut self) -> Option<String> {
+        self.lines.recv_timeout(DEADLINE).ok()
+    }
+
+    /// Every stdout line not read yet, once the process has exited on its
+    /// own (within `DEADLINE`).
+    pub(crate) fn remaining_lines(&mut self) -> Vec<String> {
+        self.wait_exit(DEADLINE);
+        self.lines.iter().collect()
+    }
+
     /// Waits (bounded) for the process to exit on its own.
     pub(crate) fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
         let deadline = Instant::now() + within;

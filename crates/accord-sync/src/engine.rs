@@ -1142,6 +1142,7 @@ impl Engine {
             Ok(Ok(screened)) => screened,
         };
         if !screened.refused.is_empty() {
+            self.explain_refusal(doc, &message, &screened.refused);
             self.report_refusals(id, doc, peer, &screened.refused);
             if let Some(slot) = self.docs.get_mut(&doc) {
                 remember_refused(slot, screened.refused_deps);
@@ -1495,6 +1496,33 @@ impl Engine {
                 }
             }
         }
+    }
+
+    /// What a refusal was judged on, for `ACCORD_LOG=debug`: the message's
+    /// changes, the attestations known, our heads.
+    fn explain_refusal(
+        &mut self,
+        doc: DocId,
+        message: &Message,
+        refused: &[(ChangeHash, Option<OrgKey>, accord_model::trust::Refusal)],
+    ) {
+        if !tracing::enabled!(tracing::Level::DEBUG) {
+            return;
+        }
+        let Some(slot) = self.docs.get_mut(&doc) else {
+            return;
+        };
+        let attestations: Vec<String> = slot
+            .attestations
+            .all()
+            .iter()
+            .map(|a| format!("{}:{:?}", a.org.fingerprint(), a.heads))
+            .collect();
+        let pending: Vec<ChangeHash> = slot.pending.iter().map(|c| c.hash()).collect();
+        let ours = slot.doc_mut().map(|d| d.get_heads()).unwrap_or_default();
+        let changes: Vec<String> = crate::provenance::change_summaries(message);
+        let refused: Vec<ChangeHash> = refused.iter().map(|(h, _, _)| *h).collect();
+        tracing::debug!(%doc, ?refused, ?changes, ?pending, ?attestations, ?ours, "judged and refused");
     }
 
     /// Records, logs and reports refused changes; the sender hears why.

@@ -216,6 +216,19 @@ fn bounded(mut changes: Vec<Change>) -> Vec<Change> {
     changes
 }
 
+/// `hash <- deps` for each change a message carries, for logs.
+pub(crate) fn change_summaries(message: &Message) -> Vec<String> {
+    match decode(message) {
+        Ok(Some(Source::Changes(changes))) => changes
+            .iter()
+            .map(|c| format!("{} <- {:?}", c.hash(), c.deps()))
+            .collect(),
+        Ok(Some(Source::Document(_))) => vec!["a whole document".to_owned()],
+        Ok(None) => Vec::new(),
+        Err(e) => vec![e],
+    }
+}
+
 /// The changes of the message, or `None` when it carries none.
 fn decode(message: &Message) -> Result<Option<Source>, String> {
     let mut changes = Vec::new();
