@@ -236,6 +236,16 @@ pub struct ConnStats {
     pub bytes_sent: u64,
 }
 
+/// How far behind the authenticated peers are (see [`Engine::sync_lag`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SyncLag {
+    /// Authenticated connections whose peer and we do not hold the same
+    /// heads of every shared document, as far as we know.
+    pub peers_behind: usize,
+    /// The longest any of them has been so, in milliseconds.
+    pub longest_ms: u64,
+}
+
 /// The engine's answer to one input: plain data describing the IO to do.
 #[derive(Debug, Default)]
 pub struct Outputs {
@@ -289,6 +299,9 @@ struct Conn {
     early_attestations: BTreeMap<DocId, Vec<serde_bytes::ByteBuf>>,
     reassembly: Option<Reassembly>,
     in_sync: bool,
+    /// Since when (engine time) the peer has been behind, as last seen by
+    /// [`Engine::sync_lag`]; `None` while it holds what we hold.
+    behind_since: Option<u64>,
     stats: ConnStats,
 }
 
@@ -403,6 +416,7 @@ impl Engine {
             early_attestations: BTreeMap::new(),
             reassembly: None,
             in_sync: false,
+            behind_since: Some(now),
             stats: ConnStats::default(),
         };
         self.conns.insert(id, conn);
@@ -453,6 +467,56 @@ impl Engine {
             .iter()
             .filter_map(|(id, c)| c.peer().map(|(p, r)| (*id, p, r)))
             .collect()
+    }
+
+    /// How far behind the authenticated peers are now, for `/metrics`.
+    ///
+    /// A peer is behind while a shared document's heads, as its last sync
+    /// message told us, differ from ours (in either direction), or while the
+    /// connection's first exchange is still running. Changes one side refused
+    /// do not count: they will never be held by both. The clock starts when
+    /// a call first sees the peer behind, so call it regularly (the node does
+    /// about once a second); it reads state and never loads a document.
+    pub fn sync_lag(&mut self, now: u64) -> SyncLag {
+        let behind: Vec<(ConnId, bool)> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.peer().is_some())
+            .map(|(id, c)| (*id, self.conn_behind(c)))
+            .collect();
+        let mut lag = SyncLag::default();
+        for (id, is_behind) in behind {
+            let conn = self.conn(id);
+            conn.behind_since = match (is_behind, conn.behind_since) {
+                (false, _) => None,
+                (true, Some(since)) => Some(since),
+                (true, None) => Some(now),
+            };
+            if let Some(since) = conn.behind_since {
+                lag.peers_behind += 1;
+                lag.longest_ms = lag.longest_ms.max(now.saturating_sub(since));
+            }
+        }
+        lag
+    }
+
+    fn conn_behind(&self, conn: &Conn) -> bool {
+        if !conn.summary_received
+            || !conn.summary_answered
+            || !conn.awaiting_lists.is_empty()
+            || conn.reassembly.is_some()
+        {
+            return true;
+        }
+        conn.docs.iter().any(|(doc, state)| {
+            let Some(slot) = self.docs.get(doc) else {
+                return false;
+            };
+            match state.as_ref().and_then(|s| s.their_heads.as_ref()) {
+                Some(theirs) => !same_heads(theirs, &slot.heads) && slot.refused.is_empty(),
+                None => true,
+            }
+        })
     }
 
     /// The partnership and kind of a document the engine knows.
