@@ -476,3 +476,88 @@ fn a_replayed_handshake_proof_does_not_authenticate() {
     );
     assert_eq!(accepted, 0);
 }
+
+/// Not a lie: an honest member's sync message can carry a change without
+/// the later change its attestation names (the sender's Bloom filter test
+/// said we already held that one: a false positive). The change must wait
+/// for it, not be refused as unsigned; we ask for the missing head, and
+/// both are accepted once it comes. (Found by the relay's kill -9 loop,
+/// `tests/relay_kill_loop.rs`, about once in 300 kills.)
+#[test]
+fn a_change_whose_attestation_names_a_later_change_waits_for_it() {
+    let f = fixture();
+    let mut h = Honest::new(&f);
+    let conn = connect_m(&mut h, &f, [7; 32]);
+    let (first, first_heads) = change_by(&h, &f, &f.m, 60, "first ");
+    // M's second change, on top of the first; M attests only the result.
+    let mut d = h.doc(f.mou).with_actor(new_document_actor(&f.m, [60; 8]));
+    d.load_incremental(&first).unwrap();
+    assert_eq!(d.get_heads(), first_heads);
+    let (_, text) = d.get(ROOT, "purpose").unwrap().unwrap();
+    d.splice_text(&text, 0, 0, "second ").unwrap();
+    let roster_heads = h.doc(f.p.roster_doc()).get_heads();
+    let second_hash = d
+        .commit_with(CommitOptions::default().with_message(claim::with_claim("", &roster_heads)))
+        .unwrap();
+    let second = d
+        .get_change_by_hash(&second_hash)
+        .unwrap()
+        .raw_bytes()
+        .to_vec();
+    let attestation = Attestation::sign(&f.m, f.mou, &[second_hash]);
+    h.receive(conn, attest(f.mou, vec![attestation.to_bytes()]));
+
+    let sent_before = h.sent.len();
+    h.receive(conn, sync_frame_with_heads(f.mou, first, vec![second_hash]));
+    let refusals: Vec<&Event> = h
+        .events
+        .iter()
+        .filter(|e| matches!(e, Event::ChangesRefused { .. }))
+        .collect();
+    assert!(
+        refusals.is_empty(),
+        "refused instead of waiting: {refusals:?}"
+    );
+    assert!(
+        !purpose(&h, &f).contains("first"),
+        "nothing applied uncovered"
+    );
+    let asked = h.sent[sent_before..]
+        .iter()
+        .any(|b| match Frame::decode(b) {
+            Ok(Frame::Sync { message, .. }) => {
+                accord_model::automerge::sync::Message::decode(&message)
+                    .is_ok_and(|m| m.need.contains(&second_hash))
+            }
+            _ => false,
+        });
+    assert!(asked, "A asks for the change M's attestation names");
+
+    h.receive(
+        conn,
+        sync_frame_with_heads(f.mou, second, vec![second_hash]),
+    );
+    let text = purpose(&h, &f);
+    assert!(text.starts_with("second first "), "{text:?}");
+    assert!(
+        !h.events
+            .iter()
+            .any(|e| matches!(e, Event::ChangesRefused { .. })),
+        "nothing refused"
+    );
+}
+
+fn sync_frame_with_heads(doc: DocId, changes: Vec<u8>, heads: Vec<ChangeHash>) -> Frame {
+    let message = accord_model::automerge::sync::Message {
+        heads,
+        need: Vec::new(),
+        have: Vec::new(),
+        changes: changes.into(),
+        flags: None,
+        version: accord_model::automerge::sync::MessageVersion::V1,
+    };
+    Frame::Sync {
+        doc: *doc.as_bytes(),
+        message: message.encode(),
+    }
+}
