@@ -329,7 +329,11 @@ async fn wait_for_sync(
             Err(broadcast::error::RecvError::Lagged(_)) => continue,
             Err(broadcast::error::RecvError::Closed) => return Err("the node stopped".into()),
         };
-        if event.url.as_deref() != Some(url) || ours.get() != Some(&event.conn) {
+        if event.url.as_deref() != Some(url) {
+            continue;
+        }
+        if ours.get() != Some(&event.conn) {
+            tracing::debug!(conn = event.conn.0, ours = ?ours.get(), "an event of another connection to the peer");
             continue;
         }
         match event.event {

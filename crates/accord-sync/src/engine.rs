@@ -1200,6 +1200,7 @@ impl Engine {
             // there is nothing to judge, load or apply.
             message.changes = ChunkList::empty();
         }
+        tracing::debug!(conn = id.0, %doc, heads = ?message.heads, need = ?message.need, changes = message.changes.len(), "sync message in");
         let screened = match self.screen(doc, &message) {
             Err(NotYet::Roster) => return self.park(id, doc, bytes),
             Ok(Err(e)) => return refuse(ErrorCode::Protocol, e),
@@ -1754,6 +1755,7 @@ impl Engine {
                 self.send_attestations(id, doc);
             }
             self.conn(id).stats.changes_sent += message.changes.len() as u64;
+            tracing::debug!(conn = id.0, %doc, heads = ?message.heads, need = ?message.need, changes = message.changes.len(), "sync message out");
             for frame in sync_frames(*doc.as_bytes(), message.encode()) {
                 self.send(id, &frame);
             }

@@ -169,6 +169,9 @@ pub(crate) fn screen(
         .filter(|c| verdict.refused.iter().any(|(h, _, _)| *h == c.hash))
         .map(|c| (c.hash, c.deps.clone()))
         .collect();
+    if !verdict.waiting.is_empty() {
+        tracing::debug!(waiting = ?verdict.waiting, "changes wait for their dependencies or attested heads");
+    }
     let (keep, waiting) = split_accepted(source, &candidates, &verdict.accepted, &verdict.waiting);
     *pending = bounded(waiting);
     Ok(Ok(Screened {
