@@ -170,6 +170,8 @@ pub struct Peer {
     /// Time spent inside the engine, in all, and in the longest single call.
     pub busy: Duration,
     pub longest_call: Duration,
+    /// Time spent applying the engine's writes to the store.
+    pub storing: Duration,
 }
 
 impl Peer {
@@ -186,6 +188,7 @@ impl Peer {
             loads: Vec::new(),
             busy: Duration::ZERO,
             longest_call: Duration::ZERO,
+            storing: Duration::ZERO,
         }
     }
 
@@ -249,7 +252,9 @@ impl Peer {
         loop {
             for w in out.writes.drain(..) {
                 on_write(&w);
+                let start = Instant::now();
                 self.store.apply(w);
+                self.storing += start.elapsed();
             }
             frames.append(&mut out.send);
             out.events.drain(..).for_each(&mut on_event);
