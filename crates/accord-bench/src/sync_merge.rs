@@ -81,6 +81,8 @@ pub struct Outcome {
     pub time: Duration,
     pub syncs: usize,
     pub bytes: u64,
+    /// Whole-document sync messages during the replay (Accord only).
+    pub whole_documents: u64,
     /// Where the time went (Accord only).
     pub split: Split,
 }
@@ -92,6 +94,8 @@ pub struct Split {
     pub editing: Duration,
     /// Inside both engines' `handle`.
     pub engine: Duration,
+    /// Of which: `Input::LocalChange` (the rest is received frames and flushes).
+    pub local: Duration,
     /// Applying the engines' writes to the in-memory stores.
     pub store: Duration,
     /// The workspace's part of a local change group: the new heads,
@@ -136,7 +140,9 @@ fn replay(
     let mut stack = Vec::new();
     let mut split = Split::default();
     let mut syncing = Duration::ZERO;
+    let mut whole_documents = 0;
     if let Replicas::Accord { net, .. } = &mut replicas {
+        net.whole_documents = 0;
         for p in &mut net.peers {
             p.busy = Duration::ZERO;
             p.storing = Duration::ZERO;
@@ -174,6 +180,7 @@ fn replay(
                         let attestation =
                             net.peers[g].store.append_local(*mou, group.clone(), &heads);
                         split.workspace += start.elapsed();
+                        let busy = net.peers[g].busy;
                         net.input(
                             g,
                             Input::LocalChange {
@@ -182,6 +189,7 @@ fn replay(
                                 attestation,
                             },
                         );
+                        split.local += net.peers[g].busy - busy;
                     }
                 }
                 bytes += net.pump().bytes;
@@ -240,6 +248,7 @@ fn replay(
     }
     let time = start.elapsed();
     if let Replicas::Accord { net, .. } = &replicas {
+        whole_documents = net.whole_documents;
         split.engine = net.peers.iter().map(|p| p.busy).sum();
         split.store = net.peers.iter().map(|p| p.storing).sum();
         split.editing = time.saturating_sub(syncing);
@@ -278,6 +287,7 @@ fn replay(
         time,
         syncs,
         bytes,
+        whole_documents,
         split,
     })
 }
@@ -366,9 +376,11 @@ pub fn run(path: &Path, rounds: usize) -> Result<()> {
         );
         let sp = a.split;
         eprintln!(
-            "  accord split: editing {:.0} ms, engine {:.0} ms, store {:.0} ms, workspace (heads, sign, append) {:.0} ms, other {:.0} ms",
+            "  accord: {} whole-document messages; split: editing {:.0} ms, engine {:.0} ms (local changes {:.0} ms), store {:.0} ms, workspace (heads, sign, append) {:.0} ms, other {:.0} ms",
+            a.whole_documents,
             ms(sp.editing),
             ms(sp.engine),
+            ms(sp.local),
             ms(sp.store),
             ms(sp.workspace),
             ms(sp.other)
@@ -399,9 +411,10 @@ pub fn run(path: &Path, rounds: usize) -> Result<()> {
         crate::sync_net::spread(&v).0
     };
     println!(
-        "  accord time split (medians): editing {:.0} ms, engine {:.0} ms, store {:.0} ms, workspace (heads, sign, append) {:.0} ms, other {:.0} ms",
+        "  accord time split (medians): editing {:.0} ms, engine {:.0} ms (local changes {:.0} ms), store {:.0} ms, workspace (heads, sign, append) {:.0} ms, other {:.0} ms",
         med_ms(|s| s.editing),
         med_ms(|s| s.engine),
+        med_ms(|s| s.local),
         med_ms(|s| s.store),
         med_ms(|s| s.workspace),
         med_ms(|s| s.other)
