@@ -2260,6 +2260,25 @@ impl Engine {
         for (doc, state) in &settled {
             if let (Some(slot), Some(state)) = (self.docs.get_mut(doc), state) {
                 slot.saved_states.insert(peer, state.clone());
+                // The peer's list is from before this sync: what it holds now
+                // is what it last told us (else the next change would go as a
+                // snapshot again, see `peer_lacks`).
+                if let Some(heads) = state.their_heads.as_ref().filter(|h| !h.is_empty())
+                    && let Some(list) = self
+                        .conns
+                        .get_mut(&id)
+                        .and_then(|c| c.their_lists.get_mut(&slot.partnership))
+                {
+                    let heads = heads.iter().map(|h| h.0).collect();
+                    match list.iter_mut().find(|e| e.id == *doc.as_bytes()) {
+                        Some(entry) => entry.heads = heads,
+                        None => list.push(DocEntry {
+                            id: *doc.as_bytes(),
+                            kind: slot.kind.clone(),
+                            heads,
+                        }),
+                    }
+                }
             }
         }
         let now = self.now;

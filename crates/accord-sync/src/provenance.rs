@@ -8,7 +8,7 @@
 //! later message. The message's negotiation part (heads, bloom filters) is
 //! kept, so the sync protocol carries on with what was accepted.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use accord_identity::OrgKey;
@@ -434,18 +434,21 @@ impl Attestations {
     }
 }
 
-/// Whether every head of `old` is in the causal past of `new`, found by a
-/// walk back from `new` of at most [`SUPERSEDE_WALK`] changes: enough for
-/// one organisation's successive commit groups, the case that matters.
-/// Anything less obvious is kept (an extra attestation costs a little space).
+/// Whether every head of `old` is one of `new` or in its causal past,
+/// found by a breadth-first walk back from `new` of at most
+/// [`SUPERSEDE_WALK`] changes: enough for one organisation's successive
+/// commit groups, the case that matters (their heads lie a few changes
+/// back from the new ones; a depth-first walk could instead follow one
+/// branch towards the root and give up). Anything less obvious is kept
+/// (an extra attestation costs a little space).
 fn superseded(doc: &mut AutoCommit, old: &[ChangeHash], new: &[ChangeHash]) -> bool {
     let mut missing: BTreeSet<ChangeHash> = old.iter().copied().collect();
-    if old.iter().any(|h| new.contains(h)) {
-        return false;
+    for h in new {
+        missing.remove(h);
     }
     let mut seen: BTreeSet<ChangeHash> = BTreeSet::new();
-    let mut stack: Vec<ChangeHash> = new.to_vec();
-    while let Some(h) = stack.pop() {
+    let mut queue: VecDeque<ChangeHash> = new.iter().copied().collect();
+    while let Some(h) = queue.pop_front() {
         if seen.len() >= SUPERSEDE_WALK || missing.is_empty() {
             break;
         }
@@ -457,7 +460,7 @@ fn superseded(doc: &mut AutoCommit, old: &[ChangeHash], new: &[ChangeHash]) -> b
         };
         for dep in &meta.deps {
             missing.remove(dep);
-            stack.push(*dep);
+            queue.push_back(*dep);
         }
     }
     missing.is_empty()
