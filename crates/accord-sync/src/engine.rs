@@ -943,6 +943,14 @@ impl Engine {
         doc: DocId,
         messages: &[(ConnId, Vec<u8>)],
     ) -> std::result::Result<Option<Applied>, Fallback> {
+        // Judging replaces the changes waiting for their dependencies with
+        // what still waits after this judgement. Judging the combined batch
+        // and then falling back would lose them (the sender never resends a
+        // change it sent on this connection): the sync then stalled forever,
+        // found by the relay's kill -9 loop. Waiting changes take the precise path.
+        if self.docs.get(&doc).is_some_and(|s| !s.pending.is_empty()) {
+            return Err(Fallback::OneByOne);
+        }
         let mut changes = Vec::new();
         for (_, bytes) in messages {
             let message = crate::message::decode(bytes).map_err(|_| Fallback::OneByOne)?;
