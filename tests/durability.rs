@@ -33,22 +33,13 @@ fn acknowledged_edits_survive_kill_9() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(20);
-    let seed = std::env::var("ACCORD_KILL_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-                | 1
-        });
+    let seed = crate::support::seed_from_env("ACCORD_KILL_SEED");
     eprintln!("kill -9 loop: {cycles} cycles, ACCORD_KILL_SEED={seed}");
     let mut rng = Rng(seed);
 
     let org = Org::init("Women's Centre");
     org.ok(&["partnership", "new", "Sharing Our Strengths"]);
-    org.ok(&["doc", "new", "Sharing", "--kind", "mou", "--title", "MOU"]);
+    org.new_doc("Sharing", "mou", "MOU");
     let mut acknowledged = BTreeSet::new();
 
     for cycle in 0..cycles {

@@ -21,19 +21,12 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::durability::Rng;
-use crate::support::{Org, assert_no_panic};
+use crate::support::{Org, assert_no_panic, env_number, seed_from_env};
 use crate::sync::{Proc, Relay, heads, sync_ok};
 
 /// At most this many acknowledgements before a kill (a kill after 0 lands
 /// while the writer connects).
 const MOST_ACKS_PER_CYCLE: u64 = 8;
-
-fn env_number(name: &str) -> Option<u64> {
-    std::env::var(name).ok().map(|v| {
-        v.parse()
-            .unwrap_or_else(|e| panic!("{name}={v:?} is not a number: {e}"))
-    })
-}
 
 /// The objectives' texts of `doc` as `org` holds it.
 fn objectives(org: &Org, doc: &str) -> BTreeSet<String> {
@@ -56,18 +49,14 @@ struct Setup {
 fn set_up(relay: &Relay, observer: &Org, auditor: &Org) -> Setup {
     let writer = Org::init("Writer");
     writer.ok(&["partnership", "new", "Kill Loop"]);
-    let doc = writer
-        .ok(&["doc", "new", "Kill Loop", "--kind", "mou", "--title", "MOU"])
-        .trim()
-        .to_owned();
+    let doc = writer.new_doc("Kill Loop", "mou", "MOU");
     writer.add_member("Kill Loop", "Observer", observer, "informed");
     writer.add_member("Kill Loop", "Auditor", auditor, "informed");
     writer.ok(&["peer", "add", &relay.url, "--key", &relay.key]);
-    let invite = |member: &str| {
-        let out = writer.ok(&["invite", "Kill Loop", "--member", member]);
-        out.lines().next().unwrap_or_default().trim().to_owned()
-    };
-    let invites = [invite("Observer"), invite("Auditor")];
+    let invites = [
+        writer.invite("Kill Loop", "Observer"),
+        writer.invite("Kill Loop", "Auditor"),
+    ];
     sync_ok(&writer, "writer", &[]);
     Setup {
         writer,
@@ -122,13 +111,7 @@ fn acknowledged_pushes_survive_relay_kill_9() {
     let started = Instant::now();
     let cycles = env_number("ACCORD_RELAY_KILL9_CYCLES").unwrap_or(20);
     assert!(cycles > 0, "ACCORD_RELAY_KILL9_CYCLES must be at least 1");
-    let seed = env_number("ACCORD_RELAY_KILL9_SEED").unwrap_or_else(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos() as u64
-            | 1
-    });
+    let seed = seed_from_env("ACCORD_RELAY_KILL9_SEED");
     // A bound on the whole run, so a slow relay fails clearly.
     let budget = Duration::from_secs(60 + 5 * cycles);
     eprintln!("relay kill -9 loop: {cycles} cycles, ACCORD_RELAY_KILL9_SEED={seed}");

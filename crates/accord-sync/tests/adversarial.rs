@@ -231,18 +231,7 @@ fn change_by(
 }
 
 fn sync_frame(doc: DocId, changes: Vec<u8>) -> Frame {
-    let message = accord_model::automerge::sync::Message {
-        heads: Vec::new(),
-        need: Vec::new(),
-        have: Vec::new(),
-        changes: changes.into(),
-        flags: None,
-        version: accord_model::automerge::sync::MessageVersion::V1,
-    };
-    Frame::Sync {
-        doc: *doc.as_bytes(),
-        message: message.encode(),
-    }
+    sync_frame_with_heads(doc, changes, Vec::new())
 }
 
 fn attest(doc: DocId, list: Vec<Vec<u8>>) -> Frame {

@@ -284,9 +284,14 @@ pub fn covered(candidates: &[Candidate], attestations: &[Attestation]) -> Change
 /// theirs may be covered once that change arrives.
 fn orgs_awaiting_heads(
     candidates: &[Candidate],
+    attested: &ChangeHashSet,
     attestations: &[Attestation],
     known: &mut dyn FnMut(&ChangeHash) -> bool,
 ) -> BTreeSet<OrgKey> {
+    // The usual case, every change covered, needs no look further.
+    if candidates.iter().all(|c| attested.contains(&c.hash)) {
+        return BTreeSet::new();
+    }
     let in_batch: ChangeHashSet = candidates.iter().map(|c| c.hash).collect();
     attestations
         .iter()
@@ -357,7 +362,9 @@ pub fn verify_batch(
     applied: &mut dyn FnMut(&ChangeHash) -> Option<Option<Vec<ChangeHash>>>,
 ) -> Result<Verdict, UnknownRoster> {
     let attested = covered(candidates, attestations);
-    let awaiting = orgs_awaiting_heads(candidates, attestations, &mut |h| applied(h).is_some());
+    let awaiting = orgs_awaiting_heads(candidates, &attested, attestations, &mut |h| {
+        applied(h).is_some()
+    });
     let mut verdict = Verdict::default();
     let mut refused = ChangeHashSet::default();
     let claims: ChangeHashMap<ChangeHash, Option<&Vec<ChangeHash>>> = candidates
@@ -448,7 +455,7 @@ pub fn verify_roster_batch(
     let by_hash: ChangeHashMap<ChangeHash, &Change> =
         changes.iter().map(|c| (c.hash(), c)).collect();
     let mut scratch = current.clone();
-    let awaiting = orgs_awaiting_heads(&candidates, attestations, &mut |h| {
+    let awaiting = orgs_awaiting_heads(&candidates, &attested, attestations, &mut |h| {
         scratch.get_change_by_hash(h).is_some()
     });
     let mut verdict = Verdict::default();
