@@ -18,7 +18,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::relay_client::{ClientLog, Edits, group};
+use crate::relay_client::{ClientLog, EDIT_ID_BASE, Edits, group};
 use crate::relay_run::{Figures, Outcome, drive, figures};
 use crate::servers::{ChildServer, Memory, RelayHost, create_relay_replica};
 use crate::stats::{Latency, nanos};
@@ -31,12 +31,17 @@ pub struct FanoutConfig {
     pub edits: usize,
     /// Edits per second by the writer.
     pub rate: f64,
+    /// Leading edits reported apart as `cold`, not in the steady-state figures.
+    pub warmup: usize,
 }
 
 #[derive(Debug, Serialize)]
 pub struct FanoutRow {
     pub subscribers: usize,
+    /// Steady state: every edit after the warm-up.
     pub ours: Figures,
+    /// The warm-up edits alone (frame read), cold caches included.
+    pub cold: Latency,
     pub bare: Latency,
     /// Bytes each subscriber received per edit (the bare payload size).
     pub bytes_per_edit: usize,
@@ -81,6 +86,7 @@ pub fn run(subscribers: &[usize], config: FanoutConfig, json: Option<&Path>) -> 
             subscribers: n,
             ratio_p99: ours.figures.fanout_arrival.p99_us / bare.p99_us,
             ours: ours.figures,
+            cold: ours.cold,
             bare,
             bytes_per_edit: payload,
             relay_connected: ours.connected,
@@ -102,6 +108,7 @@ pub fn run(subscribers: &[usize], config: FanoutConfig, json: Option<&Path>) -> 
 /// Our side of one subscriber count, and the payload the bare run must match.
 struct Ours {
     figures: Figures,
+    cold: Latency,
     complete: bool,
     /// Bytes each subscriber received per edit.
     bytes_per_edit: usize,
@@ -125,16 +132,40 @@ async fn ours(n: usize, config: FanoutConfig) -> Result<Ours> {
     let plan = |org: usize| (org == 0).then_some(edits);
     let outcome = drive(&relay, &[group], plan, Duration::from_secs(60)).await;
     relay.stop().await?;
-    let outcome = outcome?;
+    let mut outcome = outcome?;
     print_clients(n, config, &outcome);
     let bytes: u64 = subscriber_logs(&outcome).map(|l| l.bytes_in).sum();
+    let cold = take_warmup(&mut outcome.logs, config.warmup);
     Ok(Ours {
+        cold,
         figures: figures(&outcome.logs),
         complete: outcome.complete,
         bytes_per_edit: bytes as usize / (n * config.edits).max(1),
         connected: outcome.connected,
         settled: outcome.settled,
     })
+}
+
+/// Removes the writer's first `warmup` edits from the subscribers' logs and
+/// returns their arrival latencies. Edit ids count from 1 after the writer's
+/// base (see `relay_client::EDIT_ID_BASE`).
+fn take_warmup(logs: &mut [ClientLog], warmup: usize) -> Latency {
+    let is_warmup = |id: u64| id % EDIT_ID_BASE <= warmup as u64;
+    let commits: std::collections::HashMap<u64, Instant> =
+        logs.iter().flat_map(|l| l.commits.clone()).collect();
+    let mut cold = Vec::new();
+    for log in logs.iter_mut() {
+        log.received.retain(|(id, at, _)| {
+            if !is_warmup(*id) {
+                return true;
+            }
+            if let Some(c) = commits.get(id) {
+                cold.push(nanos(at.duration_since(*c)));
+            }
+            false
+        });
+    }
+    Latency::of(&mut cold)
 }
 
 fn subscriber_logs(outcome: &Outcome) -> impl Iterator<Item = &ClientLog> {
@@ -190,6 +221,7 @@ async fn bare(n: usize, config: FanoutConfig, payload: usize) -> Result<Latency>
     let mut latencies: Vec<u64> = received
         .into_iter()
         .flatten()
+        .filter(|(id, _)| *id >= config.warmup)
         .filter_map(|(id, at)| sent.get(id).map(|s| nanos(at.duration_since(*s))))
         .collect();
     Ok(Latency::of(&mut latencies))
@@ -264,11 +296,12 @@ fn ms(us: f64) -> f64 {
 
 fn print_row(r: &FanoutRow) {
     eprintln!(
-        "  {} subscribers: ours p50 {:.2} / p99 {:.2} ms (applied p99 {:.2} ms), bare p50 {:.2} / p99 {:.2} ms, {} B per edit, writer ack p99 {:.2} ms, relay RSS {} KiB connected, settled: {}, refused: {}",
+        "  {} subscribers: ours p50 {:.2} / p99 {:.2} ms (applied p99 {:.2} ms; warm-up edits p99 {:.2} ms), bare p50 {:.2} / p99 {:.2} ms, {} B per edit, writer ack p99 {:.2} ms, relay RSS {} KiB connected, settled: {}, refused: {}",
         r.subscribers,
         ms(r.ours.fanout_arrival.p50_us),
         ms(r.ours.fanout_arrival.p99_us),
         ms(r.ours.fanout_applied.p99_us),
+        ms(r.cold.p99_us),
         ms(r.bare.p50_us),
         ms(r.bare.p99_us),
         r.bytes_per_edit,

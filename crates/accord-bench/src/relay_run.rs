@@ -213,6 +213,9 @@ pub fn figures(logs: &[ClientLog]) -> Figures {
     let received = || logs.iter().flat_map(|l| l.received.iter());
     let mut arrival: Vec<u64> = received().filter_map(|(id, a, _)| since(*id, *a)).collect();
     let mut applied: Vec<u64> = received().filter_map(|(id, _, a)| since(*id, *a)).collect();
+    if std::env::var_os("ACCORD_BENCH_PER_EDIT").is_some() {
+        print_per_edit(logs, &since);
+    }
     Figures {
         committed: commits.len(),
         acked: ack.len(),
@@ -221,6 +224,29 @@ pub fn figures(logs: &[ClientLog]) -> Figures {
         ack: Latency::of(&mut ack),
         fanout_arrival: Latency::of(&mut arrival),
         fanout_applied: Latency::of(&mut applied),
+    }
+}
+
+/// Diagnostic (`ACCORD_BENCH_PER_EDIT=1`): each edit's arrival latency
+/// across subscribers (min, median, max, in ms), to tell a few slow edits
+/// from a tail spread over all of them.
+fn print_per_edit(logs: &[ClientLog], since: &dyn Fn(u64, Instant) -> Option<u64>) {
+    let mut by_edit: std::collections::BTreeMap<u64, Vec<u64>> = Default::default();
+    for (id, at, _) in logs.iter().flat_map(|l| l.received.iter()) {
+        if let Some(ns) = since(*id, *at) {
+            by_edit.entry(*id).or_default().push(ns);
+        }
+    }
+    for (id, mut ns) in by_edit {
+        ns.sort_unstable();
+        let ms = |v: u64| v as f64 / 1e6;
+        eprintln!(
+            "  edit {id}: min {:.1} med {:.1} max {:.1} ms over {}",
+            ms(ns[0]),
+            ms(ns[ns.len() / 2]),
+            ms(ns[ns.len() - 1]),
+            ns.len()
+        );
     }
 }
 
