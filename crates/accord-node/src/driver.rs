@@ -363,11 +363,20 @@ impl Driver {
             return true;
         }
         let mut batch = WriteBatch::default();
+        let count = writes.len();
         for write in writes {
             add_write(&mut batch, write);
         }
+        let started = Instant::now();
         match self.replica.commit(batch) {
-            Ok(()) => true,
+            Ok(()) => {
+                tracing::debug!(
+                    writes = count,
+                    took_us = started.elapsed().as_micros() as u64,
+                    "committed"
+                );
+                true
+            }
             Err(e) => {
                 tracing::error!(error = %e, "could not store changes received from peers");
                 self.metrics.storage_failed();
