@@ -200,6 +200,10 @@ pub struct Figures {
     pub fanout_arrival: Latency,
     /// Edit committed → verified and applied by another member's engine.
     pub fanout_applied: Latency,
+    /// The writer's frames written to its socket → another member reading
+    /// the relay's frame carrying the change: the span a bare broadcast's
+    /// latency covers (from its publisher's send to its subscriber's read).
+    pub fanout_from_send: Latency,
 }
 
 pub fn figures(logs: &[ClientLog]) -> Figures {
@@ -213,6 +217,10 @@ pub fn figures(logs: &[ClientLog]) -> Figures {
     let received = || logs.iter().flat_map(|l| l.received.iter());
     let mut arrival: Vec<u64> = received().filter_map(|(id, a, _)| since(*id, *a)).collect();
     let mut applied: Vec<u64> = received().filter_map(|(id, _, a)| since(*id, *a)).collect();
+    let sent: HashMap<u64, Instant> = logs.iter().flat_map(|l| l.sent.clone()).collect();
+    let mut from_send: Vec<u64> = received()
+        .filter_map(|(id, a, _)| sent.get(id).map(|s| nanos(a.saturating_duration_since(*s))))
+        .collect();
     if std::env::var_os("ACCORD_BENCH_PER_EDIT").is_some() {
         print_per_edit(logs, &since);
     }
@@ -224,6 +232,7 @@ pub fn figures(logs: &[ClientLog]) -> Figures {
         ack: Latency::of(&mut ack),
         fanout_arrival: Latency::of(&mut arrival),
         fanout_applied: Latency::of(&mut applied),
+        fanout_from_send: Latency::of(&mut from_send),
     }
 }
 
