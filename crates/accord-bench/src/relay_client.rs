@@ -487,8 +487,10 @@ pub async fn run_client(
             () = next_tick(&mut timer) => {
                 if client.editing() {
                     let (id, frames) = client.edit()?;
-                    send_all(&mut ws, frames).await?;
+                    // Timed before the send, as the bare publisher is: the
+                    // relay may be reading the frame before `flush` returns.
                     client.log.sent.push((id, Instant::now()));
+                    send_all(&mut ws, frames).await?;
                 } else {
                     timer = None;
                     Counts::add(&run.counts.writers_done, 1);
