@@ -336,6 +336,9 @@ impl Driver {
     fn execute(&mut self, mut out: Outputs) {
         loop {
             let early = out.before_writes.min(out.send.len());
+            if early > 0 && !out.writes.is_empty() {
+                tracing::debug!(frames = early, "sending ahead of the writes");
+            }
             for (conn, bytes) in out.send.drain(..early).collect::<Vec<_>>() {
                 self.deliver(conn, bytes);
             }

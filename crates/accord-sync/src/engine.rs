@@ -308,8 +308,9 @@ struct Conn {
     early_attestations: BTreeMap<DocId, Vec<serde_bytes::ByteBuf>>,
     reassembly: Option<Reassembly>,
     in_sync: bool,
-    /// The peer has sent us changes (or attestations) on this connection, so
-    /// it may read our heads as a receipt: see [`Outputs::before_writes`].
+    /// The peer has sent us changes on this connection, so it may read our
+    /// heads as a receipt: see [`Outputs::before_writes`]. (Attestations
+    /// alone do not count: peers offer them with change-less messages too.)
     gave_changes: bool,
     /// Since when (engine time) the peer has been behind, as last seen by
     /// [`Engine::sync_lag`]; `None` while it holds what we hold.
@@ -1679,7 +1680,7 @@ impl Engine {
         if list.len() > provenance::MAX_OFFERED {
             return refuse(ErrorCode::TooLarge, "too many attestations in one frame");
         }
-        self.conn(id).gave_changes = true;
+        tracing::debug!(conn = id.0, %doc, count = list.len(), "attestations in");
         let placed = self.docs.get(&doc).is_some_and(|slot| {
             self.conns
                 .get(&id)
