@@ -1282,3 +1282,110 @@ fn a_clone_sends_each_document_once_and_no_bloom_filter_of_its_history() {
         "{sync_bytes} bytes of sync messages for {saved} saved bytes"
     );
 }
+
+// ---- coalescing window ---------------------------------------------------------
+
+/// Node `n` types one character at the start of `doc`'s title and commits it.
+fn type_key(sim: &mut Sim, n: usize, p: PartnershipId, doc: DocId) {
+    let roster = sim.load_roster(n, p).expect("roster").view();
+    let mut agreement = sim.load_agreement(n, doc).expect("agreement");
+    let title = agreement.text_obj("title", &roster).expect("title");
+    agreement
+        .splice_text(&title, 0, 0, "k")
+        .expect("typed a key");
+    let change = agreement
+        .commit("key", sim.wall_seconds(n))
+        .expect("a change");
+    let heads = agreement.doc_mut().get_heads();
+    sim.commit_local(n, doc, change.bytes, heads);
+}
+
+/// `doc`'s changes node `n` applied from peers, one entry per apply.
+fn applies(sim: &Sim, n: usize, doc: DocId) -> Vec<u64> {
+    sim.nodes[n]
+        .events
+        .iter()
+        .filter_map(|(_, e)| match e {
+            Event::DocumentUpdated {
+                doc: d, changes, ..
+            } if *d == doc => Some(*changes),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Sync frames about `doc` delivered to node `to` on `link`.
+fn syncs_to(sim: &Sim, link: usize, to: usize, doc: DocId) -> usize {
+    let side = sim.links[link]
+        .ends
+        .iter()
+        .position(|e| e.node() == Some(to))
+        .expect("an end of the link");
+    sim.links[link].delivered[side]
+        .iter()
+        .filter(|f| matches!(f, Some(Frame::Sync { doc: d, .. }) if *d == *doc.as_bytes()))
+        .count()
+}
+
+#[test]
+fn a_coalescing_window_applies_a_burst_of_keystrokes_once_and_answers_once() {
+    const KEYS: u64 = 5;
+    let (mut sim, p, docs, links) = synced_world(2, 1, false);
+    // org1 keeps what it receives in memory (as a node does), and a fast
+    // link brings each keystroke well inside the window.
+    sim.nodes[1].keep_loaded_ms = 60_000;
+    sim.crash(1);
+    sim.restart(1);
+    sim.fixed_latency = Some(10);
+    let link = reconnect_all(&mut sim, &links)[0];
+    let doc = docs[0];
+    // A first keystroke loads the document on org1.
+    type_key(&mut sim, 0, p, doc);
+    sim.run_until_quiescent();
+    let window = sim.nodes[1].coalesce_window_ms.expect("org1 coalesces");
+    assert!(window >= 200, "a window wider than the burst: {window} ms");
+    let (applied_before, answers_before) =
+        (applies(&sim, 1, doc).len(), syncs_to(&sim, link, 0, doc));
+    for _ in 0..KEYS {
+        type_key(&mut sim, 0, p, doc);
+        // Ten keys a second, each delivered as it is typed; org1 ticks
+        // every time (never yet at its deadline).
+        sim.advance(20);
+    }
+    assert!(
+        applies(&sim, 1, doc).len() == applied_before,
+        "nothing applied inside the window"
+    );
+    let engine = sim.nodes[1].engine.as_ref().expect("running");
+    let deadline = engine.next_deadline().expect("keystrokes are held");
+    // The deadline in simulated time (org1's clock runs `clock(1) - now` ahead).
+    let at = deadline - (sim.clock(1) - sim.now);
+    assert!(at > sim.now, "the window has not passed yet");
+    sim.now = at - 1;
+    sim.input(1, Input::Tick);
+    assert_eq!(
+        applies(&sim, 1, doc).len(),
+        applied_before,
+        "not before the deadline"
+    );
+    // Nothing but a Tick at the deadline: every keystroke in one apply.
+    sim.now = at;
+    sim.input(1, Input::Tick);
+    assert_eq!(
+        applies(&sim, 1, doc)[applied_before..],
+        [KEYS],
+        "one apply of all the keystrokes"
+    );
+    assert_eq!(
+        sim.nodes[1].engine.as_ref().and_then(|e| e.next_deadline()),
+        None
+    );
+    sim.run_until_quiescent();
+    assert_eq!(
+        syncs_to(&sim, link, 0, doc) - answers_before,
+        1,
+        "one answer for the whole window"
+    );
+    assert!(sim.violations.is_empty(), "{:?}", sim.violations);
+    assert_same(&sim, p, &[0, 1]);
+}
