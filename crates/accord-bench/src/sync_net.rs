@@ -175,6 +175,9 @@ pub struct Peer {
     /// Time spent inside the engine, in all, and in the longest single call.
     pub busy: Duration,
     pub longest_call: Duration,
+    /// When the engine call that produced the last `Append` started.
+    pub append_call_started: Option<Instant>,
+    call_started: Option<Instant>,
 }
 
 impl Peer {
@@ -193,6 +196,8 @@ impl Peer {
             loads: Vec::new(),
             busy: Duration::ZERO,
             longest_call: Duration::ZERO,
+            append_call_started: None,
+            call_started: None,
         }
     }
 
@@ -231,6 +236,7 @@ impl Peer {
 
     fn timed(&mut self, input: Input) -> Outputs {
         let start = Instant::now();
+        self.call_started = Some(start);
         let out = self.engine.handle(input, self.now());
         let took = start.elapsed();
         self.busy += took;
@@ -261,6 +267,9 @@ impl Peer {
         let mut frames = Vec::new();
         loop {
             for w in out.writes.drain(..) {
+                if matches!(w, StorageWrite::Append { .. }) {
+                    self.append_call_started = self.call_started;
+                }
                 on_write(&w);
                 self.store.apply(w);
             }
