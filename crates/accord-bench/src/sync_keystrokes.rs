@@ -333,6 +333,7 @@ fn median(v: impl Iterator<Item = f64>) -> f64 {
 fn report(trace: &Trace, keystrokes: usize, window: u64, rounds: &[Summary]) {
     let verdict = |ok: bool| if ok { "PASS" } else { "FAIL" };
     let ratio = median(rounds.iter().map(Summary::ratio));
+    let at_p50 = median(rounds.iter().map(|r| r.minus_window.p50_us / r.raw.p50_us));
     let with_window = median(rounds.iter().map(|r| r.e2e.p99_us / r.raw.p99_us));
     let e2e_p99 = median(rounds.iter().map(|r| r.e2e.p99_us / 1e3));
     let receiver = median(rounds.iter().map(|r| r.receiver.p99_us / r.raw.p99_us));
@@ -345,7 +346,7 @@ fn report(trace: &Trace, keystrokes: usize, window: u64, rounds: &[Summary]) {
         rounds.len()
     );
     println!(
-        "  end to end p99 without the wait in the window / raw apply p99 of the same batches: {ratio:.2}x, target <= 1.2x: {}",
+        "  end to end p99 without the wait in the window / raw apply p99 of the same batches: {ratio:.2}x, target <= 1.2x: {} (at p50: {at_p50:.2}x; raw's p99 is noisy on a shared machine)",
         verdict(ratio <= 1.2)
     );
     println!(
