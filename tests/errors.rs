@@ -64,7 +64,7 @@ fn truncated_and_damaged_replicas_give_clean_errors() {
 fn a_second_process_is_told_the_replica_is_in_use() {
     let org = Org::init("Women's Centre");
     org.ok(&["partnership", "new", "Sharing Our Strengths"]);
-    org.ok(&["doc", "new", "Sharing", "--kind", "mou", "--title", "MOU"]);
+    org.new_doc("Sharing", "mou", "MOU");
     // An editor that holds `doc edit` open until we say so: it announces
     // itself on stdout and waits for a line on stdin.
     let dir = org.data.parent().unwrap();

@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::durability::Rng;
-use crate::support::{Org, assert_no_panic};
+use crate::support::{Org, assert_no_panic, env_number, seed_from_env};
 use crate::sync::{DEADLINE, Proc, Relay, SYNC_TIMEOUT, eventually, heads, sync};
 
 const WRITERS: usize = 10;
@@ -77,13 +77,6 @@ impl Stopwatch {
     fn elapsed(&self) -> Duration {
         self.started.elapsed() - self.paused
     }
-}
-
-fn env_number(name: &str) -> Option<u64> {
-    std::env::var(name).ok().map(|v| {
-        v.parse()
-            .unwrap_or_else(|e| panic!("{name}={v:?} is not a number: {e}"))
-    })
 }
 
 /// Seeded filler text of about `len` bytes.
@@ -194,18 +187,7 @@ fn writers(relay: &Relay, observer: &Org, auditor: &Org) -> Vec<Writer> {
         let partnership = format!("Partnership {i:02}");
         let org = Org::init(&name);
         org.ok(&["partnership", "new", &partnership]);
-        let doc = org
-            .ok(&[
-                "doc",
-                "new",
-                &partnership,
-                "--kind",
-                "mou",
-                "--title",
-                "MOU",
-            ])
-            .trim()
-            .to_owned();
+        let doc = org.new_doc(&partnership, "mou", "MOU");
         for (member, key) in [("Observer", &observer_key), ("Auditor", &auditor_key)] {
             org.ok(&[
                 "member",
@@ -220,11 +202,10 @@ fn writers(relay: &Relay, observer: &Org, auditor: &Org) -> Vec<Writer> {
             ]);
         }
         org.ok(&["peer", "add", relay_url, "--key", relay_key]);
-        let invite = |member: &str| {
-            let out = org.ok(&["invite", &partnership, "--member", member]);
-            out.lines().next().unwrap_or_default().trim().to_owned()
-        };
-        let invites = [invite("Observer"), invite("Auditor")];
+        let invites = [
+            org.invite(&partnership, "Observer"),
+            org.invite(&partnership, "Auditor"),
+        ];
         // The relay learns the partnership from its creator.
         sync_must_succeed(&org, &name);
         Writer {
@@ -349,13 +330,7 @@ fn relay_killed_mid_sync_repeatedly_loses_nothing_it_acknowledged() {
     let started = Instant::now();
     let cycles = env_number("ACCORD_RELAY_KILL_CYCLES").unwrap_or(3) as u32;
     assert!(cycles > 0, "ACCORD_RELAY_KILL_CYCLES must be at least 1");
-    let seed = env_number("ACCORD_RELAY_KILL_SEED").unwrap_or_else(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos() as u64
-            | 1
-    });
+    let seed = seed_from_env("ACCORD_RELAY_KILL_SEED");
     // A bound on the whole run, so a slow relay fails clearly instead of
     // running on.
     let budget = Duration::from_secs(90 + 40 * u64::from(cycles));

@@ -48,13 +48,8 @@ fn repair_rebuilds_a_damaged_replica_from_the_relay() {
     let relay = Relay::start(&relay_home, 0);
     let a = Org::init("Alpha Trust");
     a.ok(&["partnership", "new", "Sharing Our Strengths"]);
-    let mou = a
-        .ok(&["doc", "new", "Sharing", "--kind", "mou", "--title", "MOU"])
-        .trim()
-        .to_owned();
-    a.ok(&[
-        "doc", "new", "Sharing", "--kind", "values", "--title", "Values",
-    ]);
+    let mou = a.new_doc("Sharing", "mou", "MOU");
+    a.new_doc("Sharing", "values", "Values");
     a.ok(&["doc", "set", &mou, "purpose", MARKER]);
     a.ok(&["peer", "add", &relay.url, "--key", &relay.key]);
     sync_ok(&a, "A", &[]);

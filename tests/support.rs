@@ -36,7 +36,11 @@ impl Org {
             .arg(&self.data)
             .args(args)
             .env_remove("ACCORD_DATA")
-            .env("ACCORD_LOG", "warn");
+            // `ACCORD_TEST_LOG=debug` shows more of a failing child's story.
+            .env(
+                "ACCORD_LOG",
+                std::env::var("ACCORD_TEST_LOG").unwrap_or_else(|_| "warn".to_owned()),
+            );
         cmd
     }
 
@@ -83,6 +87,19 @@ impl Org {
             .to_owned()
     }
 
+    /// Creates an agreement of `kind` in `partnership`; returns its id.
+    pub fn new_doc(&self, partnership: &str, kind: &str, title: &str) -> String {
+        self.ok(&["doc", "new", partnership, "--kind", kind, "--title", title])
+            .trim()
+            .to_owned()
+    }
+
+    /// The invite code `accord invite` prints for `member` (its first line).
+    pub fn invite(&self, partnership: &str, member: &str) -> String {
+        let out = self.ok(&["invite", partnership, "--member", member]);
+        out.lines().next().unwrap_or_default().trim().to_owned()
+    }
+
     /// Adds `member` (another organisation's replica) to a partnership.
     pub fn add_member(&self, partnership: &str, name: &str, member: &Org, role: &str) {
         let key = member.key();
@@ -127,6 +144,27 @@ impl Org {
     pub fn doc(&self, doc: &str) -> Value {
         self.json(&["doc", "show", doc, "--format", "json"])
     }
+}
+
+/// A number from the environment variable `name`, if set (a test fails
+/// clearly on a value that is not a number).
+pub fn env_number(name: &str) -> Option<u64> {
+    std::env::var(name).ok().map(|v| {
+        v.parse()
+            .unwrap_or_else(|e| panic!("{name}={v:?} is not a number: {e}"))
+    })
+}
+
+/// The seed a test replays from `name`, or a fresh one (odd, never 0, as
+/// the xorshift generators need).
+pub fn seed_from_env(name: &str) -> u64 {
+    env_number(name).unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64
+            | 1
+    })
 }
 
 pub fn assert_no_panic(stderr: &str) {

@@ -116,6 +116,20 @@ impl Proc {
         }
     }
 
+    /// The next stdout line, or `None` once the process has exited (or
+    /// printed nothing more within `DEADLINE`, which is a failure for callers
+    /// that expect a line).
+    pub(crate) fn next_line(&mut self) -> Option<String> {
+        self.lines.recv_timeout(DEADLINE).ok()
+    }
+
+    /// Every stdout line not read yet, once the process has exited on its
+    /// own (within `DEADLINE`).
+    pub(crate) fn remaining_lines(&mut self) -> Vec<String> {
+        self.wait_exit(DEADLINE);
+        self.lines.iter().collect()
+    }
+
     /// Waits (bounded) for the process to exit on its own.
     pub(crate) fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
         let deadline = Instant::now() + within;
@@ -451,23 +465,20 @@ fn partnership_through_relay() -> Partnership {
     let c = Org::init("Gamma CVS");
 
     a.ok(&["partnership", "new", "Sharing Our Strengths"]);
-    let new_doc = |kind: &str, title: &str| {
-        a.ok(&["doc", "new", "Sharing", "--kind", kind, "--title", title])
-            .trim()
-            .to_owned()
-    };
-    let mou = new_doc("mou", "Memorandum of Understanding");
-    let values = new_doc("values", "Shared values");
-    let dispute = new_doc("dispute", "Dispute process");
+    let mou = a.new_doc("Sharing", "mou", "Memorandum of Understanding");
+    let values = a.new_doc("Sharing", "values", "Shared values");
+    let dispute = a.new_doc("Sharing", "dispute", "Dispute process");
     a.ok(&["doc", "set", &mou, "purpose", "We work together."]);
     for (name, org) in [("Beta Centre", &b), ("Gamma CVS", &c)] {
         a.add_member("Sharing", name, org, "decision-maker");
     }
     a.ok(&["peer", "add", &relay.url, "--key", &relay.key]);
     let invite = |member: &str| {
-        let out = a.ok(&["invite", "Sharing", "--member", member]);
-        let code = out.lines().next().unwrap_or_default().trim().to_owned();
-        assert!(code.starts_with("accord-invite:"), "invite printed {out:?}");
+        let code = a.invite("Sharing", member);
+        assert!(
+            code.starts_with("accord-invite:"),
+            "invite printed {code:?}"
+        );
         code
     };
     let (invite_b, invite_c) = (invite("Beta"), invite("Gamma"));
@@ -643,14 +654,10 @@ fn relay_killed_during_a_sync_loses_nothing_it_acknowledged() {
     let a = Org::init("Alpha Trust");
     let b = Org::init("Beta Centre");
     a.ok(&["partnership", "new", "Sharing Our Strengths"]);
-    let mou = a
-        .ok(&["doc", "new", "Sharing", "--kind", "mou", "--title", "MOU"])
-        .trim()
-        .to_owned();
+    let mou = a.new_doc("Sharing", "mou", "MOU");
     a.add_member("Sharing", "Beta Centre", &b, "decision-maker");
     a.ok(&["peer", "add", &relay.url, "--key", &relay.key]);
-    let code = a.ok(&["invite", "Sharing", "--member", "Beta"]);
-    let code = code.lines().next().unwrap().trim().to_owned();
+    let code = a.invite("Sharing", "Beta");
 
     // Much to sync: 100 objectives (one change each), then five texts
     // of 120 kB each (a sync message of several frames).
@@ -1097,7 +1104,7 @@ fn a_sync_with_an_unreachable_peer_fails_at_once() {
 fn doc_edit_works_while_the_node_is_serving() {
     let org = Org::init("Women's Centre Wandsworth");
     org.ok(&["partnership", "new", "Sharing Our Strengths"]);
-    org.ok(&["doc", "new", "Sharing", "--kind", "mou", "--title", "MOU"]);
+    org.new_doc("Sharing", "mou", "MOU");
     org.ok(&["doc", "set", "MOU", "purpose", "One. Two."]);
     let (_node, _url) = serve(&org, "serving node");
     let out = org.edit_with_sed("MOU", "s/One. Two./One. Two. Three./");

@@ -4,6 +4,7 @@
 mod durability;
 mod errors;
 mod relay_faults;
+mod relay_kill_loop;
 mod repair;
 mod story;
 mod support;

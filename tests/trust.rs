@@ -21,19 +21,12 @@ fn three() -> Three {
     let b = Org::init("Beta Centre");
     let c = Org::init("Gamma CVS");
     a.ok(&["partnership", "new", "Tenants Together"]);
-    let mou = a
-        .ok(&["doc", "new", "Tenants", "--kind", "mou", "--title", "MOU"])
-        .trim()
-        .to_owned();
+    let mou = a.new_doc("Tenants", "mou", "MOU");
     a.ok(&["doc", "set", &mou, "purpose", "We support tenants."]);
     a.add_member("Tenants", "Beta Centre", &b, "consultee");
     a.add_member("Tenants", "Gamma CVS", &c, "decision-maker");
     a.ok(&["peer", "add", &relay.url, "--key", &relay.key]);
-    let invite = |m: &str| {
-        let out = a.ok(&["invite", "Tenants", "--member", m]);
-        out.lines().next().unwrap_or_default().trim().to_owned()
-    };
-    let (ib, ic) = (invite("Beta"), invite("Gamma"));
+    let (ib, ic) = (a.invite("Tenants", "Beta"), a.invite("Tenants", "Gamma"));
     sync_ok(&a, "A", &[]);
     for (org, code, who) in [(&b, &ib, "B"), (&c, &ic, "C")] {
         org.ok(&["join", code]);

@@ -81,6 +81,46 @@ pub struct Outcome {
     pub time: Duration,
     pub syncs: usize,
     pub bytes: u64,
+    /// Whole-document sync messages during the replay (Accord only).
+    pub whole_documents: u64,
+    /// Where the time went (Accord only).
+    pub split: Split,
+}
+
+/// The Accord replay's time, by who spent it.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Split {
+    /// Both editors: splices, commits, merges (what the raw replay does).
+    pub editing: Duration,
+    /// Inside both engines' `handle`.
+    pub engine: Duration,
+    /// Of which: `Input::LocalChange` (the rest is received frames and flushes).
+    pub local: Duration,
+    /// Applying the engines' writes to the in-memory stores.
+    pub store: Duration,
+    /// The workspace's part of a local change group: the new heads,
+    /// signing them, appending the group to the store.
+    pub workspace: Duration,
+    /// The rest of the sync points: collecting each group (`save_after`),
+    /// routing frames.
+    pub other: Duration,
+}
+
+/// The replica's heads once the editor's changes are stored in it: the
+/// editor's heads, and the replica's own heads (changes from the other
+/// organisation) that the editor has not merged. The editor only merges
+/// changes its replica already holds, so this is the union's heads, found
+/// without loading the replica (the node's workspace reads them off the
+/// document it holds in memory).
+fn replica_heads(editor: &mut AutoCommit, stored: &[ChangeHash]) -> Vec<ChangeHash> {
+    let mut heads = editor.get_heads();
+    for h in stored {
+        if !heads.contains(h) && editor.get_change_meta_by_hash(h).is_none() {
+            heads.push(*h);
+        }
+    }
+    heads.sort();
+    heads
 }
 
 /// Replays the trace; `editors` start identical (holding the text object `text`).
@@ -98,11 +138,22 @@ fn replay(
     let mut syncs = 0;
     let mut bytes = 0u64;
     let mut stack = Vec::new();
+    let mut split = Split::default();
+    let mut syncing = Duration::ZERO;
+    let mut whole_documents = 0;
+    if let Replicas::Accord { net, .. } = &mut replicas {
+        net.whole_documents = 0;
+        for p in &mut net.peers {
+            p.busy = Duration::ZERO;
+            p.storing = Duration::ZERO;
+        }
+    }
     let start = Instant::now();
     let mut sync = |editors: &mut [AutoCommit; 2],
                     sent: &mut [Vec<ChangeHash>; 2],
                     replicas: &mut Replicas|
      -> Result<()> {
+        let began = Instant::now();
         syncs += 1;
         match replicas {
             Replicas::None => {}
@@ -121,17 +172,15 @@ fn replay(
                     let group = editors[g].save_after(&sent[g]);
                     sent[g] = editors[g].get_heads();
                     if !group.is_empty() {
-                        // Durable in the replica first (the workspace's job), then told to the engine.
-                        let heads = net.peers[g]
-                            .store
-                            .load(*mou)
-                            .map(|mut d| {
-                                d.load_incremental(&group).ok();
-                                d.get_heads()
-                            })
-                            .unwrap_or_default();
+                        // Durable in the replica first (the workspace's job: sign
+                        // the replica's new heads and append), then told to the engine.
+                        let start = Instant::now();
+                        let stored = &net.peers[g].store.docs[mou].heads;
+                        let heads = replica_heads(&mut editors[g], stored);
                         let attestation =
                             net.peers[g].store.append_local(*mou, group.clone(), &heads);
+                        split.workspace += start.elapsed();
+                        let busy = net.peers[g].busy;
                         net.input(
                             g,
                             Input::LocalChange {
@@ -140,11 +189,13 @@ fn replay(
                                 attestation,
                             },
                         );
+                        split.local += net.peers[g].busy - busy;
                     }
                 }
                 bytes += net.pump().bytes;
             }
         }
+        syncing += began.elapsed();
         Ok(())
     };
     for (i, txn) in t.txns.iter().enumerate() {
@@ -196,6 +247,16 @@ fn replay(
         editors[g].apply_changes(changes)?;
     }
     let time = start.elapsed();
+    if let Replicas::Accord { net, .. } = &replicas {
+        whole_documents = net.whole_documents;
+        split.engine = net.peers.iter().map(|p| p.busy).sum();
+        split.store = net.peers.iter().map(|p| p.storing).sum();
+        split.editing = time.saturating_sub(syncing);
+        split.other = syncing
+            .saturating_sub(split.engine)
+            .saturating_sub(split.store)
+            .saturating_sub(split.workspace);
+    }
     for e in &editors {
         ensure!(
             accord_model::automerge::ReadDoc::text(e, &text)? == t.end_content,
@@ -222,7 +283,13 @@ fn replay(
             }
         }
     }
-    Ok(Outcome { time, syncs, bytes })
+    Ok(Outcome {
+        time,
+        syncs,
+        bytes,
+        whole_documents,
+        split,
+    })
 }
 
 fn actor(seed: [u8; 32], n: u8) -> accord_model::automerge::ActorId {
@@ -281,6 +348,7 @@ pub fn run(path: &Path, rounds: usize) -> Result<()> {
     eprintln!("{} txns", t.txns.len());
     let (mut vs_raw, mut vs_sync) = (Vec::new(), Vec::new());
     let mut last = None;
+    let mut splits = Vec::new();
     for round in 0..rounds.max(1) {
         let mut out: [Option<Outcome>; 3] = [None, None, None];
         for k in 0..3 {
@@ -306,6 +374,18 @@ pub fn run(path: &Path, rounds: usize) -> Result<()> {
             a.bytes,
             a.syncs
         );
+        let sp = a.split;
+        eprintln!(
+            "  accord: {} whole-document messages; split: editing {:.0} ms, engine {:.0} ms (local changes {:.0} ms), store {:.0} ms, workspace (heads, sign, append) {:.0} ms, other {:.0} ms",
+            a.whole_documents,
+            ms(sp.editing),
+            ms(sp.engine),
+            ms(sp.local),
+            ms(sp.store),
+            ms(sp.workspace),
+            ms(sp.other)
+        );
+        splits.push(sp);
         vs_raw.push(x);
         vs_sync.push(y);
         last = Some((r, rs, a));
@@ -325,6 +405,19 @@ pub fn run(path: &Path, rounds: usize) -> Result<()> {
     println!(
         "  accord / raw fork-merge + raw automerge sync of two replicas: {} (context)",
         fmt_spread(&vs_sync, "x")
+    );
+    let med_ms = |f: fn(&Split) -> Duration| {
+        let v: Vec<f64> = splits.iter().map(|s| ms(f(s))).collect();
+        crate::sync_net::spread(&v).0
+    };
+    println!(
+        "  accord time split (medians): editing {:.0} ms, engine {:.0} ms (local changes {:.0} ms), store {:.0} ms, workspace (heads, sign, append) {:.0} ms, other {:.0} ms",
+        med_ms(|s| s.editing),
+        med_ms(|s| s.engine),
+        med_ms(|s| s.local),
+        med_ms(|s| s.store),
+        med_ms(|s| s.workspace),
+        med_ms(|s| s.other)
     );
     println!(
         "  bytes: accord {} B, raw sync {} B ({:.2}x)",

@@ -178,6 +178,8 @@ pub struct Peer {
     /// When the engine call that produced the last `Append` started.
     pub append_call_started: Option<Instant>,
     call_started: Option<Instant>,
+    /// Time spent applying the engine's writes to the store.
+    pub storing: Duration,
 }
 
 impl Peer {
@@ -198,6 +200,7 @@ impl Peer {
             longest_call: Duration::ZERO,
             append_call_started: None,
             call_started: None,
+            storing: Duration::ZERO,
         }
     }
 
@@ -271,7 +274,9 @@ impl Peer {
                     self.append_call_started = self.call_started;
                 }
                 on_write(&w);
+                let start = Instant::now();
                 self.store.apply(w);
+                self.storing += start.elapsed();
             }
             frames.append(&mut out.send);
             out.events.drain(..).for_each(&mut on_event);
@@ -333,6 +338,9 @@ pub struct Net {
     queue: Vec<(usize, ConnId, Vec<u8>)>,
     nonce: u8,
     pub traffic: Traffic,
+    /// Sync messages that carried a whole document (snapshots, or
+    /// Automerge's own whole-document replies), single-frame ones only.
+    pub whole_documents: u64,
 }
 
 impl Net {
@@ -343,6 +351,7 @@ impl Net {
             queue: Vec::new(),
             nonce: 0,
             traffic: Traffic::default(),
+            whole_documents: 0,
         }
     }
 
@@ -358,6 +367,9 @@ impl Net {
             };
             self.traffic.bytes += bytes.len() as u64;
             self.traffic.frames += 1;
+            if carries_document(&bytes) {
+                self.whole_documents += 1;
+            }
             self.queue.push((to, to_conn, bytes));
         }
     }
@@ -425,6 +437,23 @@ impl Net {
             waves: self.traffic.waves - before.waves,
         }
     }
+}
+
+/// Whether a frame is a sync message carrying a whole saved document.
+fn carries_document(frame: &[u8]) -> bool {
+    let Ok(accord_sync::wire::Frame::Sync { message, .. }) =
+        accord_sync::wire::Frame::decode(frame)
+    else {
+        return false;
+    };
+    let Ok(m) = Message::decode(&message) else {
+        return false;
+    };
+    // An Automerge chunk: magic (4 bytes), checksum (4), type (0 = document).
+    m.changes
+        .iter()
+        .next()
+        .is_some_and(|c| c.len() > 8 && c[8] == 0)
 }
 
 // ---- documents -----------------------------------------------------------

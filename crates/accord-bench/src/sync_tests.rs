@@ -125,3 +125,40 @@ fn sync_merge_accord_replicas_converge() {
     };
     crate::sync_merge::accord(&t).unwrap();
 }
+
+/// Regression: once the engines settled, a change goes to a peer that
+/// started without the document as a change, not as the whole document
+/// again (the peer's list from the handshake said it held nothing).
+#[test]
+fn sync_merge_sends_changes_not_the_document_at_each_merge_point() {
+    let mut txns = Vec::new();
+    // Agent 0 writes 200 characters, then the two agents take turns, each
+    // turn built on the other's last: every turn is a merge point.
+    for i in 0..200 {
+        txns.push(Txn {
+            parents: if i == 0 { vec![] } else { vec![i - 1] },
+            agent: 0,
+            patches: vec![(i, 0, "abcdefgh"[i % 8..i % 8 + 1].to_owned())],
+        });
+    }
+    let mut text: String = (0..200).map(|i| &"abcdefgh"[i % 8..i % 8 + 1]).collect();
+    for k in 0..20 {
+        let i = txns.len();
+        txns.push(Txn {
+            parents: vec![i - 1],
+            agent: (k + 1) % 2,
+            patches: vec![(0, 0, "X".to_owned())],
+        });
+        text.insert(0, 'X');
+    }
+    let t = Concurrent {
+        end_content: text,
+        txns,
+    };
+    let out = crate::sync_merge::accord(&t).unwrap();
+    assert!(out.syncs >= 20);
+    // One: Automerge itself sends the whole document when the changes to
+    // send are over a third of it (A's first 200 after the template). Before
+    // the fix, A sent B a snapshot at every other merge point (11).
+    assert_eq!(out.whole_documents, 1);
+}

@@ -256,6 +256,20 @@ pub enum DebugCommand {
         #[arg(long, default_value_t = 1000)]
         count: u32,
     },
+    /// Like `ack-loop`, but each item is also pushed to the configured peers
+    /// (a connection per item, as `accord sync` does) and its number printed only once every
+    /// peer has acknowledged holding it. The relay's kill -9 loop kills the
+    /// relay under this and checks that the relay kept every printed item.
+    PushLoop {
+        doc: String,
+        #[arg(long)]
+        prefix: String,
+        #[arg(long, default_value_t = 1000)]
+        count: u32,
+        /// Give up on a peer after this many seconds.
+        #[arg(long, default_value_t = 30)]
+        timeout: u64,
+    },
 }
 
 #[derive(Debug, Subcommand)]

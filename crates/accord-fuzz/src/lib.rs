@@ -13,10 +13,12 @@
 //! | `handshake`     | a timed sequence of messages to a fresh engine connection, as listener or dialer |
 //! | `sync_message`  | a sync message or raw change bytes from an authenticated member, applied to a live agreement |
 //! | `replica_file`  | a mutated `replica.redb`, opened and read in full         |
+//! | `attestation`   | one attestation in an `Attest` frame, then a member's real changes |
 //!
 //! The seed corpora are generated from real frames, real changes and a real
 //! replica file by `cargo run -p accord-fuzz --bin seed-corpus`.
 
+mod attestation;
 mod handshake;
 mod harness;
 pub mod mutate;
@@ -26,6 +28,7 @@ pub mod seeds;
 mod sync_message;
 mod wire_frame;
 
+pub use attestation::attestation;
 pub use handshake::handshake;
 pub use harness::{Harness, Setup};
 pub use partnership::Partnership;
@@ -39,9 +42,10 @@ pub use wire_frame::wire_frame;
 pub type Target = (&'static str, fn(&[u8]));
 
 /// Every target, in the order CI runs them.
-pub const TARGETS: [Target; 4] = [
+pub const TARGETS: [Target; 5] = [
     ("wire_frame", wire_frame),
     ("handshake", handshake),
     ("sync_message", sync_message),
+    ("attestation", attestation),
     ("replica_file", replica_file),
 ];

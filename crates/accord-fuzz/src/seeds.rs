@@ -21,6 +21,7 @@ pub fn for_target(target: &str) -> Vec<Vec<u8>> {
         "handshake" => handshake_seeds(),
         "sync_message" => sync_message_seeds(),
         "replica_file" => replica_file_seeds(),
+        "attestation" => attestation_seeds(),
         _ => Vec::new(),
     }
 }
@@ -92,6 +93,25 @@ fn sync_message_seeds() -> Vec<Vec<u8>> {
         .load_incremental(&fixture.b_changes.concat())
         .expect("B's changes load");
     seeds.push([&[1u8][..], &whole.save()].concat());
+    seeds
+}
+
+/// B's genuine attestations, and damaged copies: truncated, a flipped
+/// signature byte, a flipped head.
+fn attestation_seeds() -> Vec<Vec<u8>> {
+    let genuine = &Partnership::get().b_attestations;
+    let mut seeds = genuine.clone();
+    if let Some(last) = genuine.last() {
+        seeds.push(last[..last.len() / 2].to_vec());
+        let mut flipped = last.clone();
+        let end = flipped.len() - 1;
+        flipped[end] ^= 0x01;
+        seeds.push(flipped);
+        let mut head = last.clone();
+        head[last.len() / 2] ^= 0x80;
+        seeds.push(head);
+    }
+    seeds.push(Vec::new());
     seeds
 }
 

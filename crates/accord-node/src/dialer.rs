@@ -1,8 +1,10 @@
 //! Dialing peers and relays, once or forever with backoff.
 
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use accord_identity::OrgKey;
+use accord_sync::ConnId;
 use tokio_util::sync::CancellationToken;
 
 use crate::driver::DriverHandle;
@@ -28,6 +30,7 @@ pub async fn dial_once(
     expect: Option<OrgKey>,
     driver: DriverHandle,
     shutdown: CancellationToken,
+    registered: Option<Arc<OnceLock<ConnId>>>,
 ) -> Result<(), DialError> {
     let connect =
         tokio_tungstenite::connect_async_with_config(url, Some(link::client_config()), true);
@@ -51,6 +54,7 @@ pub async fn dial_once(
         dialed: true,
         expect,
         url: Some(url.to_owned()),
+        registered,
     };
     link::run(incoming, outgoing, info, driver, shutdown).await;
     Ok(())
@@ -67,7 +71,7 @@ pub async fn dial_forever(
     let mut backoff = FIRST_BACKOFF;
     while !shutdown.is_cancelled() {
         let started = tokio::time::Instant::now();
-        match dial_once(&url, expect, driver.clone(), shutdown.clone()).await {
+        match dial_once(&url, expect, driver.clone(), shutdown.clone(), None).await {
             Ok(()) => tracing::info!(%url, "connection closed"),
             Err(e) => tracing::info!(error = %e, "peer unreachable; will retry"),
         }

@@ -23,6 +23,8 @@ use tokio::sync::{broadcast, mpsc as tokio_mpsc, oneshot};
 
 /// Most commands handled before held sync messages are applied.
 const MAX_BATCH: usize = 512;
+/// How often `/metrics`' sync lag is recomputed.
+const LAG_REFRESH_MS: u64 = 1_000;
 
 /// The engine is ticked at least this often while idle (handshake
 /// deadlines, unloading idle documents); held sync messages get a tick at
@@ -127,6 +129,8 @@ pub struct Driver {
     conns: BTreeMap<ConnId, Connection>,
     events: broadcast::Sender<NodeEvent>,
     started: Instant,
+    /// Engine time of the last sync lag refresh.
+    lag_refreshed_at: u64,
     metrics: Arc<Metrics>,
 }
 
@@ -154,6 +158,7 @@ impl Driver {
             conns: BTreeMap::new(),
             events,
             started: Instant::now(),
+            lag_refreshed_at: 0,
             metrics,
         };
         let thread = std::thread::Builder::new()
@@ -167,6 +172,17 @@ impl Driver {
 
     fn now(&self) -> u64 {
         self.started.elapsed().as_millis() as u64
+    }
+
+    /// Updates `/metrics`' sync lag about once a second (the engine's scan
+    /// visits every connection's documents, so not after every command).
+    fn refresh_sync_lag(&mut self) {
+        let now = self.now();
+        if now.saturating_sub(self.lag_refreshed_at) < LAG_REFRESH_MS {
+            return;
+        }
+        self.lag_refreshed_at = now;
+        self.metrics.set_sync_lag(self.engine.sync_lag(now));
     }
 
     fn run(&mut self, rx: mpsc::Receiver<Command>) {
@@ -196,6 +212,7 @@ impl Driver {
             }
             self.step(Input::Flush);
             self.metrics.set_open(self.conns.len());
+            self.refresh_sync_lag();
             if stop {
                 break;
             }

@@ -4,6 +4,7 @@
 //! turned into the same two halves, a stream of [`Incoming`] and a sink of
 //! frame bytes, so one loop serves both.
 
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
@@ -12,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::driver::{Command, DriverHandle, OUTBOX_FRAMES, Outbound};
 use accord_identity::OrgKey;
+use accord_sync::ConnId;
 use accord_sync::wire::MAX_FRAME;
 
 /// Largest websocket message accepted: one frame plus headroom.
@@ -50,6 +52,10 @@ pub struct LinkInfo {
     pub dialed: bool,
     pub expect: Option<OrgKey>,
     pub url: Option<String>,
+    /// Learns the connection's id once the driver has registered it, before
+    /// any of its frames is read: whoever waits on this connection's events
+    /// (a one-shot sync) must not mistake an earlier connection's for them.
+    pub registered: Option<Arc<OnceLock<ConnId>>>,
 }
 
 /// Runs one connection until either side closes or the node shuts down.
@@ -70,6 +76,9 @@ pub async fn run<I, O>(
     else {
         return;
     };
+    if let Some(registered) = &info.registered {
+        let _ = registered.set(conn);
+    }
     let span = tracing::info_span!(
         "connection",
         conn = conn.0,

@@ -1,6 +1,6 @@
 //! What `/metrics` reports, in the Prometheus text format: connections,
 //! frames and bytes each way, handshakes, refusals by reason, received
-//! changes, and storage failures.
+//! changes, storage failures, and sync lag (peers behind, and for how long).
 //!
 //! Plain atomic counters, bumped at the edges (the driver thread and the
 //! listener), so the sync path never waits on a metrics lock. Nothing here
@@ -11,7 +11,7 @@ use std::fmt::Write as _;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use accord_sync::{ErrorCode, Event};
+use accord_sync::{ErrorCode, Event, SyncLag};
 
 /// The reason label of a refusal at the listener's connection limit.
 pub const CAPACITY: &str = "Capacity";
@@ -30,6 +30,9 @@ pub struct Metrics {
     documents_updated: AtomicU64,
     changes_received: AtomicU64,
     in_sync: AtomicU64,
+    /// From the engine's last [`SyncLag`] (refreshed about once a second).
+    peers_behind: AtomicU64,
+    sync_lag_ms: AtomicU64,
     slow_peer_disconnects: AtomicU64,
     storage_failures: AtomicU64,
     /// By reason; a map (not one field per code) so new codes need no change here.
@@ -63,6 +66,11 @@ impl Metrics {
 
     pub fn slow_peer_disconnected(&self) {
         self.slow_peer_disconnects.fetch_add(1, Relaxed);
+    }
+
+    pub fn set_sync_lag(&self, lag: SyncLag) {
+        self.peers_behind.store(lag.peers_behind as u64, Relaxed);
+        self.sync_lag_ms.store(lag.longest_ms, Relaxed);
     }
 
     pub fn storage_failed(&self) {
@@ -108,11 +116,18 @@ impl Metrics {
     /// The Prometheus text exposition of every counter.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let gauge = [(
-            "accord_connections_open",
-            "Websocket connections open now.",
-            &self.connections_open,
-        )];
+        let gauge = [
+            (
+                "accord_connections_open",
+                "Websocket connections open now.",
+                &self.connections_open,
+            ),
+            (
+                "accord_peers_behind",
+                "Connected peers that do not yet hold what we hold, or hold what we lack (refreshed every second).",
+                &self.peers_behind,
+            ),
+        ];
         let counters = [
             (
                 "accord_connections_total",
@@ -191,6 +206,13 @@ impl Metrics {
         for (name, help, value) in counters {
             write_one(&mut out, name, help, "counter", value.load(Relaxed));
         }
+        let lag_ms = self.sync_lag_ms.load(Relaxed);
+        let _ = writeln!(
+            out,
+            "# HELP accord_sync_lag_seconds How long the longest-behind connected peer has been behind (0 when every peer is in sync).\n# TYPE accord_sync_lag_seconds gauge\naccord_sync_lag_seconds {}.{:03}",
+            lag_ms / 1000,
+            lag_ms % 1000
+        );
         write_labelled(
             &mut out,
             "accord_refusals_total",

@@ -2,13 +2,13 @@
 //! started together and stopped together.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use accord_identity::OrgKey;
 use accord_model::PartnershipId;
 use accord_store::Replica;
-use accord_sync::{Engine, EngineConfig, Event, PeerRole};
+use accord_sync::{ConnId, Engine, EngineConfig, Event, PeerRole};
 use accord_workspace::{CommitListener, PeerConfig, Workspace};
 use axum::Router;
 use tokio::net::TcpListener;
@@ -234,11 +234,13 @@ impl NodeHandle {
     async fn sync_one(&self, peer: PeerConfig, timeout: Duration) -> SyncOutcome {
         let mut events = self.driver.subscribe();
         let stop = self.shutdown.child_token();
+        let ours = Arc::new(OnceLock::new());
         let mut dial = tokio::spawn(dial_once_owned(
             peer.url.clone(),
             peer.key,
             self.driver.clone(),
             stop.clone(),
+            ours.clone(),
         ));
         let late = format!(
             "{} did not finish syncing within {} s",
@@ -249,7 +251,8 @@ impl NodeHandle {
         // A dial that fails ends the sync at once: no connection means no
         // event will ever come, and waiting out the timeout helps nobody.
         let result = {
-            let waiting = tokio::time::timeout(timeout, wait_for_sync(&mut events, &peer.url));
+            let waiting =
+                tokio::time::timeout(timeout, wait_for_sync(&mut events, &ours, &peer.url));
             tokio::pin!(waiting);
             tokio::select! {
                 waited = &mut waiting => {
@@ -280,8 +283,9 @@ async fn dial_once_owned(
     key: Option<OrgKey>,
     driver: DriverHandle,
     stop: CancellationToken,
+    ours: Arc<OnceLock<ConnId>>,
 ) -> Result<(), crate::dialer::DialError> {
-    dial_once(&url, key, driver, stop).await
+    dial_once(&url, key, driver, stop, Some(ours)).await
 }
 
 /// What one `sync_once` run achieved with one peer.
@@ -305,9 +309,15 @@ pub struct SyncReport {
     pub refused_by_peer: Vec<String>,
 }
 
-/// Waits for the connection to `url` to report in-sync, or to fail.
+/// Waits for our connection to `url` to report in-sync, or to fail.
+///
+/// Only events of the connection this sync dialed count (`ours` is set
+/// before it reads a frame, so before it can cause an event): an earlier
+/// connection to the same peer may still be closing, and its `Closed` is
+/// not ours (found by the relay's kill -9 loop, `tests/relay_kill_loop.rs`).
 async fn wait_for_sync(
     events: &mut broadcast::Receiver<NodeEvent>,
+    ours: &OnceLock<ConnId>,
     url: &str,
 ) -> Result<SyncReport, String> {
     let mut peer = None;
@@ -320,6 +330,10 @@ async fn wait_for_sync(
             Err(broadcast::error::RecvError::Closed) => return Err("the node stopped".into()),
         };
         if event.url.as_deref() != Some(url) {
+            continue;
+        }
+        if ours.get() != Some(&event.conn) {
+            tracing::debug!(conn = event.conn.0, ours = ?ours.get(), "an event of another connection to the peer");
             continue;
         }
         match event.event {

@@ -95,6 +95,7 @@ async fn upgrade(State(shared): State<Shared>, ws: WebSocketUpgrade) -> Response
                 dialed: false,
                 expect: None,
                 url: None,
+                registered: None,
             };
             tracker.track_future(async move {
                 link::run(incoming, outgoing, info, driver, shutdown).await;

@@ -78,6 +78,12 @@ async fn metrics_count_connections_frames_and_refusals_by_reason() {
     // Per connection our Hello and the error frame, plus our Proof on the second.
     assert_eq!(value(&body, "accord_frames_out_total"), 5);
     assert_eq!(value(&body, "accord_handshakes_total"), 0);
+    // No authenticated peer, so nobody is behind.
+    assert_eq!(value(&body, "accord_peers_behind"), 0);
+    assert!(
+        body.contains("# TYPE accord_sync_lag_seconds gauge\naccord_sync_lag_seconds 0.000\n"),
+        "{body}"
+    );
     assert_eq!(value(&body, "accord_handshake_failures_total"), 1);
     assert_eq!(
         value(&body, "accord_refusals_total{reason=\"Protocol\"}"),

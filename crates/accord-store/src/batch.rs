@@ -345,7 +345,7 @@ impl<'txn> Tables<'txn> {
             Op::PutSyncState { id, peer, state } => self.put_sync_state(id, peer, &state),
             Op::PutSetting { key, value } => {
                 self.settings
-                    .insert(key.as_str(), value.as_slice())
+                    .insert(key.as_str(), tables::seal_setting(&value).as_slice())
                     .map_err(StoreError::redb(self.path))?;
                 Ok(())
             }

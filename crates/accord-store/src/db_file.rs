@@ -11,7 +11,8 @@ use redb::{Builder, Database, DatabaseError, ReadableDatabase, StorageBackend, T
 
 use crate::error::{StoreError, no_panic};
 use crate::tables::{
-    self, META, META_CREATED_AT, META_ORG_KEY, META_ORG_NAME, META_SCHEMA_VERSION, SCHEMA_VERSION,
+    self, META, META_CREATED_AT, META_ORG_KEY, META_ORG_NAME, META_SCHEMA_VERSION,
+    OLDEST_SCHEMA_VERSION, SCHEMA_VERSION,
 };
 
 /// File name of the database inside the data folder.
@@ -111,6 +112,8 @@ impl Drop for Db {
 /// What `meta` says about a replica.
 #[derive(Debug)]
 pub(crate) struct Meta {
+    /// The schema version the file says it follows.
+    pub schema: u32,
     pub org_name: String,
     pub created_at: i64,
     pub org_key: [u8; 32],
@@ -251,8 +254,9 @@ pub(crate) fn read_meta(db: &impl ReadableDatabase, path: &Path) -> Result<Meta,
             .map(|v| v.value().to_vec())
             .ok_or_else(|| StoreError::corrupt(path, format!("meta has no {key}")))
     };
-    check_schema(path, &get(META_SCHEMA_VERSION)?)?;
+    let schema = check_schema(path, &get(META_SCHEMA_VERSION)?)?;
     Ok(Meta {
+        schema,
         org_name: String::from_utf8(get(META_ORG_NAME)?)
             .map_err(|_| StoreError::corrupt(path, "the organisation name is not UTF-8"))?,
         created_at: i64::from_le_bytes(fixed(path, META_CREATED_AT, &get(META_CREATED_AT)?)?),
@@ -260,9 +264,9 @@ pub(crate) fn read_meta(db: &impl ReadableDatabase, path: &Path) -> Result<Meta,
     })
 }
 
-fn check_schema(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+fn check_schema(path: &Path, bytes: &[u8]) -> Result<u32, StoreError> {
     match tables::decode_u32(bytes) {
-        Some(SCHEMA_VERSION) => Ok(()),
+        Some(found @ OLDEST_SCHEMA_VERSION..=SCHEMA_VERSION) => Ok(found),
         Some(found) if found > SCHEMA_VERSION => Err(StoreError::TooNew {
             path: path.to_owned(),
             found,
@@ -300,6 +304,31 @@ pub(crate) fn write_meta(db: &Database, path: &Path, meta: &Meta) -> Result<(), 
     }
     txn.commit()
         .map_err(|err| StoreError::CommitFailed(err.to_string()))
+}
+
+/// Marks a file of an older schema as this build's before anything new is
+/// written to it: every format this build writes can be read by it, and an
+/// older build then says the file is too new rather than misreading it.
+pub(crate) fn upgrade_schema(
+    db: &Database,
+    path: &Path,
+    meta: &mut Meta,
+) -> Result<(), StoreError> {
+    if meta.schema == SCHEMA_VERSION {
+        return Ok(());
+    }
+    let txn = db.begin_write().map_err(StoreError::redb(path))?;
+    {
+        let mut table = txn.open_table(META).map_err(StoreError::redb(path))?;
+        table
+            .insert(META_SCHEMA_VERSION, SCHEMA_VERSION.to_le_bytes().as_slice())
+            .map_err(StoreError::redb(path))?;
+    }
+    txn.commit()
+        .map_err(|err| StoreError::CommitFailed(err.to_string()))?;
+    tracing::info!(path = %path.display(), from = meta.schema, to = SCHEMA_VERSION, "upgraded the replica's schema");
+    meta.schema = SCHEMA_VERSION;
+    Ok(())
 }
 
 /// Creates the (empty) data tables, so readers can rely on them existing.

@@ -20,8 +20,8 @@ use crate::error::{StoreError, no_panic};
 use crate::key_file::{self, KEY_FILE};
 use crate::lock::FolderLock;
 use crate::tables::{
-    ATTESTATIONS, CHANGES, DOCUMENTS, DocRecord, MAX_RECORD_BYTES, MAX_SYNC_STATE_BYTES, REFUSALS,
-    SETTINGS, SNAPSHOTS, SYNC_STATES,
+    self, ATTESTATIONS, CHANGES, DOCUMENTS, DocRecord, MAX_RECORD_BYTES, MAX_SYNC_STATE_BYTES,
+    REFUSALS, SCHEMA_VERSION, SETTINGS, SNAPSHOTS, SYNC_STATES,
 };
 use crate::{DocInfo, DocKey};
 
@@ -121,6 +121,7 @@ impl Replica {
         let db = db_file::create_new(&db_path)?;
         cleanup.0.push(db_path.clone());
         let meta = Meta {
+            schema: SCHEMA_VERSION,
             org_name: org_name.to_owned(),
             created_at: now_unix,
             org_key: *secret.public().as_bytes(),
@@ -154,8 +155,11 @@ impl Replica {
             check_key(&meta, &secret, &key_path)?;
         }
         let db = db_file::open_writable(&db_path)?;
-        let meta = no_panic(&db_path, || db_file::read_meta(&*db, &db_path))?;
+        let mut meta = no_panic(&db_path, || db_file::read_meta(&*db, &db_path))?;
         check_key(&meta, &secret, &key_path)?;
+        no_panic(&db_path, || {
+            db_file::upgrade_schema(&db, &db_path, &mut meta)
+        })?;
         Ok(Replica::assemble(dir, db, secret, meta, Arc::new(lock)))
     }
 
@@ -360,7 +364,10 @@ impl Replica {
         self.read(|txn, path| {
             let table = txn.open_table(SETTINGS).map_err(StoreError::redb(path))?;
             let value = table.get(key).map_err(StoreError::redb(path))?;
-            Ok(value.map(|v| v.value().to_vec()))
+            value
+                .map(|v| tables::open_setting(v.value()))
+                .transpose()
+                .map_err(|detail| StoreError::corrupt(path, format!("setting {key:?}: {detail}")))
         })
     }
 

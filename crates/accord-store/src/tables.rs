@@ -55,10 +55,47 @@ pub(crate) const META_CREATED_AT: &str = "created_at";
 pub(crate) const META_ORG_KEY: &str = "org_public_key";
 
 /// The schema version this build writes and the newest it can read.
-pub const SCHEMA_VERSION: u32 = 1;
+/// Version 2 added checksums to document records and settings; a version 1
+/// file is read as it is and marked 2 when opened for writing.
+pub const SCHEMA_VERSION: u32 = 2;
+/// The oldest schema version this build reads.
+pub const OLDEST_SCHEMA_VERSION: u32 = 1;
 
-/// Encoding version of [`DocRecord`]; bumped only together with [`SCHEMA_VERSION`].
+/// Encoding versions of [`DocRecord`]; bumped only together with [`SCHEMA_VERSION`].
+/// Version 2 is version 1 followed by a CRC-32 of everything before it.
 const RECORD_V1: u8 = 1;
+const RECORD_V2: u8 = 2;
+
+/// The first bytes of a checksummed setting value (version 2): these two,
+/// then a CRC-32 of the value, then the value. 0xAC cannot start UTF-8 text,
+/// and every setting version 1 wrote is JSON text, so the two never mix up.
+const SEALED_SETTING: [u8; 2] = [0xAC, 0x5E];
+
+/// `value` as schema version 2 stores a setting.
+pub(crate) fn seal_setting(value: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(value.len() + 6);
+    out.extend_from_slice(&SEALED_SETTING);
+    out.extend_from_slice(&crc32fast::hash(value).to_le_bytes());
+    out.extend_from_slice(value);
+    out
+}
+
+/// The value of a stored setting, checked against its checksum (version 2)
+/// or as written (version 1). Redb does not checksum the pages of a cleanly
+/// closed file as it reads them, so without this a flipped bit in a setting
+/// would read back as a different setting.
+pub(crate) fn open_setting(stored: &[u8]) -> Result<Vec<u8>, String> {
+    let Some(rest) = stored.strip_prefix(&SEALED_SETTING) else {
+        return Ok(stored.to_vec());
+    };
+    let (sum, value) = rest
+        .split_first_chunk::<4>()
+        .ok_or("a setting is truncated")?;
+    if crc32fast::hash(value) != u32::from_le_bytes(*sum) {
+        return Err("a setting does not match its checksum".to_owned());
+    }
+    Ok(value.to_vec())
+}
 
 /// Most heads a [`DocRecord`] holds. Real documents have a handful; the bound
 /// keeps a damaged count from allocating without limit, and writers store
@@ -105,8 +142,8 @@ impl DocRecord {
     /// batch does), otherwise the record could not be decoded again.
     pub(crate) fn encode(&self) -> Vec<u8> {
         let capacity = 72 + self.info.kind.len() + self.info.title.len() + 32 * self.heads.len();
-        let mut out = Vec::with_capacity(capacity);
-        out.push(RECORD_V1);
+        let mut out = Vec::with_capacity(capacity + 4);
+        out.push(RECORD_V2);
         out.extend_from_slice(&self.info.partnership);
         put_str(&mut out, &self.info.kind);
         put_str(&mut out, &self.info.title);
@@ -123,16 +160,20 @@ impl DocRecord {
         for head in self.heads.iter().take(count as usize) {
             out.extend_from_slice(head);
         }
+        let sum = crc32fast::hash(&out);
+        out.extend_from_slice(&sum.to_le_bytes());
         out
     }
 
     /// Decodes a record; the error text says what is malformed.
     pub(crate) fn decode(bytes: &[u8]) -> Result<DocRecord, String> {
-        let mut r = Reader(bytes);
-        let version = r.u8()?;
-        if version != RECORD_V1 {
-            return Err(format!("document record has unknown version {version}"));
-        }
+        let body = match bytes.first() {
+            Some(&RECORD_V1) => bytes,
+            Some(&RECORD_V2) => checked(bytes)?,
+            Some(version) => return Err(format!("document record has unknown version {version}")),
+            None => return Err("document record is truncated".to_owned()),
+        };
+        let mut r = Reader(&body[1..]);
         let record = DocRecord {
             info: DocInfo {
                 partnership: r.array()?,
@@ -150,6 +191,17 @@ impl DocRecord {
         }
         Ok(record)
     }
+}
+
+/// A version 2 record without its checksum, if the checksum matches.
+fn checked(bytes: &[u8]) -> Result<&[u8], String> {
+    let (body, sum) = bytes
+        .split_last_chunk::<4>()
+        .ok_or("document record is truncated")?;
+    if crc32fast::hash(body) != u32::from_le_bytes(*sum) {
+        return Err("document record does not match its checksum".to_owned());
+    }
+    Ok(body)
 }
 
 fn put_str(out: &mut Vec<u8>, s: &str) {
@@ -176,10 +228,6 @@ impl Reader<'_> {
         let mut out = [0u8; N];
         out.copy_from_slice(self.take(N)?);
         Ok(out)
-    }
-
-    fn u8(&mut self) -> Result<u8, String> {
-        Ok(self.array::<1>()?[0])
     }
 
     fn u32(&mut self) -> Result<u32, String> {
@@ -263,8 +311,54 @@ mod tests {
         extra.push(0);
         assert!(DocRecord::decode(&extra).is_err());
         let mut wrong = bytes;
-        wrong[0] = 2;
+        wrong[0] = 3;
         assert!(DocRecord::decode(&wrong).is_err());
+    }
+
+    /// `rec` as schema version 1 wrote it: no checksum.
+    fn legacy(rec: &DocRecord) -> Vec<u8> {
+        let mut bytes = rec.encode();
+        bytes.truncate(bytes.len() - 4);
+        bytes[0] = RECORD_V1;
+        bytes
+    }
+
+    #[test]
+    fn a_version_1_record_still_reads() {
+        let rec = record();
+        assert_eq!(DocRecord::decode(&legacy(&rec)).unwrap(), rec);
+    }
+
+    #[test]
+    fn every_flipped_bit_of_a_record_is_an_error() {
+        let bytes = record().encode();
+        for bit in 0..bytes.len() * 8 {
+            let mut damaged = bytes.clone();
+            damaged[bit / 8] ^= 1 << (bit % 8);
+            assert!(DocRecord::decode(&damaged).is_err(), "bit {bit}");
+        }
+    }
+
+    #[test]
+    fn settings_are_sealed_and_every_flipped_bit_is_an_error() {
+        let value = br#"[{"url":"ws://127.0.0.1:7000/sync"}]"#;
+        let sealed = seal_setting(value);
+        assert_eq!(open_setting(&sealed).unwrap(), value);
+        for bit in 0..sealed.len() * 8 {
+            let mut damaged = sealed.clone();
+            damaged[bit / 8] ^= 1 << (bit % 8);
+            // A flip in the marker makes it a version 1 value: it then reads
+            // back with the marker and checksum bytes in it, never as `value`.
+            if let Ok(read) = open_setting(&damaged) {
+                assert_ne!(read, value, "bit {bit}");
+            }
+        }
+        assert_eq!(
+            open_setting(value).unwrap(),
+            value,
+            "version 1 values read as written"
+        );
+        assert!(open_setting(&sealed[..5]).is_err());
     }
 
     #[test]
@@ -277,7 +371,7 @@ mod tests {
     fn a_head_count_above_the_bound_is_rejected_before_allocating() {
         let mut rec = record();
         rec.heads.clear();
-        let mut bytes = rec.encode();
+        let mut bytes = legacy(&rec);
         let count_at = bytes.len() - 4;
         for count in [MAX_HEADS as u32 + 1, u32::MAX] {
             bytes[count_at..].copy_from_slice(&count.to_le_bytes());

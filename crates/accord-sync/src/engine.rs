@@ -292,6 +292,16 @@ pub struct ConnStats {
     pub bytes_sent: u64,
 }
 
+/// How far behind the authenticated peers are (see [`Engine::sync_lag`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SyncLag {
+    /// Authenticated connections whose peer and we do not hold the same
+    /// heads of every shared document, as far as we know.
+    pub peers_behind: usize,
+    /// The longest any of them has been so, in milliseconds.
+    pub longest_ms: u64,
+}
+
 /// The engine's answer to one input: plain data describing the IO to do.
 #[derive(Debug, Default)]
 pub struct Outputs {
@@ -345,6 +355,9 @@ struct Conn {
     early_attestations: BTreeMap<DocId, Vec<serde_bytes::ByteBuf>>,
     reassembly: Option<Reassembly>,
     in_sync: bool,
+    /// Since when (engine time) the peer has been behind, as last seen by
+    /// [`Engine::sync_lag`]; `None` while it holds what we hold.
+    behind_since: Option<u64>,
     stats: ConnStats,
 }
 
@@ -460,6 +473,7 @@ impl Engine {
             early_attestations: BTreeMap::new(),
             reassembly: None,
             in_sync: false,
+            behind_since: Some(now),
             stats: ConnStats::default(),
         };
         self.conns.insert(id, conn);
@@ -523,6 +537,56 @@ impl Engine {
             .iter()
             .filter_map(|(id, c)| c.peer().map(|(p, r)| (*id, p, r)))
             .collect()
+    }
+
+    /// How far behind the authenticated peers are now, for `/metrics`.
+    ///
+    /// A peer is behind while a shared document's heads, as its last sync
+    /// message told us, differ from ours (in either direction), or while the
+    /// connection's first exchange is still running. Changes one side refused
+    /// do not count: they will never be held by both. The clock starts when
+    /// a call first sees the peer behind, so call it regularly (the node does
+    /// about once a second); it reads state and never loads a document.
+    pub fn sync_lag(&mut self, now: u64) -> SyncLag {
+        let behind: Vec<(ConnId, bool)> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.peer().is_some())
+            .map(|(id, c)| (*id, self.conn_behind(c)))
+            .collect();
+        let mut lag = SyncLag::default();
+        for (id, is_behind) in behind {
+            let conn = self.conn(id);
+            conn.behind_since = match (is_behind, conn.behind_since) {
+                (false, _) => None,
+                (true, Some(since)) => Some(since),
+                (true, None) => Some(now),
+            };
+            if let Some(since) = conn.behind_since {
+                lag.peers_behind += 1;
+                lag.longest_ms = lag.longest_ms.max(now.saturating_sub(since));
+            }
+        }
+        lag
+    }
+
+    fn conn_behind(&self, conn: &Conn) -> bool {
+        if !conn.summary_received
+            || !conn.summary_answered
+            || !conn.awaiting_lists.is_empty()
+            || conn.reassembly.is_some()
+        {
+            return true;
+        }
+        conn.docs.iter().any(|(doc, state)| {
+            let Some(slot) = self.docs.get(doc) else {
+                return false;
+            };
+            match state.as_ref().and_then(|s| s.their_heads.as_ref()) {
+                Some(theirs) => !same_heads(theirs, &slot.heads) && slot.refused.is_empty(),
+                None => true,
+            }
+        })
     }
 
     /// The partnership and kind of a document the engine knows.
@@ -1065,6 +1129,14 @@ impl Engine {
         doc: DocId,
         messages: &[(ConnId, Vec<u8>)],
     ) -> std::result::Result<Option<Applied>, Fallback> {
+        // Judging replaces the changes waiting for their dependencies with
+        // what still waits after this judgement. Judging the combined batch
+        // and then falling back would lose them (the sender never resends a
+        // change it sent on this connection): the sync then stalled forever,
+        // found by the relay's kill -9 loop. Waiting changes take the precise path.
+        if self.docs.get(&doc).is_some_and(|s| !s.pending.is_empty()) {
+            return Err(Fallback::OneByOne);
+        }
         let mut changes = Vec::new();
         for (_, bytes) in messages {
             let message = crate::message::decode(bytes).map_err(|_| Fallback::OneByOne)?;
@@ -1360,12 +1432,14 @@ impl Engine {
             // there is nothing to judge, load or apply.
             message.changes = ChunkList::empty();
         }
+        tracing::debug!(conn = id.0, %doc, heads = ?message.heads, need = ?message.need, changes = message.changes.len(), "sync message in");
         let screened = match self.screen(doc, &message) {
             Err(NotYet::Roster) => return self.park(id, doc, bytes).map(|()| Receipt::Skipped),
             Ok(Err(e)) => return refuse(ErrorCode::Protocol, e),
             Ok(Ok(screened)) => screened,
         };
         if !screened.refused.is_empty() {
+            self.explain_refusal(doc, &message, &screened.refused);
             self.report_refusals(id, doc, peer, &screened.refused);
             if let Some(slot) = self.docs.get_mut(&doc) {
                 remember_refused(slot, screened.refused_deps);
@@ -1729,6 +1803,33 @@ impl Engine {
         }
     }
 
+    /// What a refusal was judged on, for `ACCORD_LOG=debug`: the message's
+    /// changes, the attestations known, our heads.
+    fn explain_refusal(
+        &mut self,
+        doc: DocId,
+        message: &Message,
+        refused: &[(ChangeHash, Option<OrgKey>, accord_model::trust::Refusal)],
+    ) {
+        if !tracing::enabled!(tracing::Level::DEBUG) {
+            return;
+        }
+        let Some(slot) = self.docs.get_mut(&doc) else {
+            return;
+        };
+        let attestations: Vec<String> = slot
+            .attestations
+            .all()
+            .iter()
+            .map(|a| format!("{}:{:?}", a.org.fingerprint(), a.heads))
+            .collect();
+        let pending: Vec<ChangeHash> = slot.pending.iter().map(|c| c.hash()).collect();
+        let ours = slot.doc_mut().map(|d| d.get_heads()).unwrap_or_default();
+        let changes: Vec<String> = crate::provenance::change_summaries(message);
+        let refused: Vec<ChangeHash> = refused.iter().map(|(h, _, _)| *h).collect();
+        tracing::debug!(%doc, ?refused, ?changes, ?pending, ?attestations, ?ours, "judged and refused");
+    }
+
     /// Records, logs and reports refused changes; the sender hears why.
     fn report_refusals(
         &mut self,
@@ -1894,6 +1995,7 @@ impl Engine {
                 self.send_attestations(id, doc);
             }
             self.conn(id).stats.changes_sent += message.changes.len() as u64;
+            tracing::debug!(conn = id.0, %doc, heads = ?message.heads, need = ?message.need, changes = message.changes.len(), "sync message out");
             for frame in sync_frames(*doc.as_bytes(), message.encode()) {
                 self.send(id, &frame);
             }
@@ -2400,6 +2502,25 @@ impl Engine {
         for (doc, state) in &settled {
             if let (Some(slot), Some(state)) = (self.docs.get_mut(doc), state) {
                 slot.saved_states.insert(peer, state.clone());
+                // The peer's list is from before this sync: what it holds now
+                // is what it last told us (else the next change would go as a
+                // snapshot again, see `peer_lacks`).
+                if let Some(heads) = state.their_heads.as_ref().filter(|h| !h.is_empty())
+                    && let Some(list) = self
+                        .conns
+                        .get_mut(&id)
+                        .and_then(|c| c.their_lists.get_mut(&slot.partnership))
+                {
+                    let heads = heads.iter().map(|h| h.0).collect();
+                    match list.iter_mut().find(|e| e.id == *doc.as_bytes()) {
+                        Some(entry) => entry.heads = heads,
+                        None => list.push(DocEntry {
+                            id: *doc.as_bytes(),
+                            kind: slot.kind.clone(),
+                            heads,
+                        }),
+                    }
+                }
             }
         }
         let now = self.now;

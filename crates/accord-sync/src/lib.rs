@@ -34,6 +34,8 @@ mod provenance;
 mod registry;
 pub mod wire;
 
-pub use engine::{ConnId, ConnStats, Engine, EngineConfig, Event, Input, Outputs, StorageWrite};
+pub use engine::{
+    ConnId, ConnStats, Engine, EngineConfig, Event, Input, Outputs, StorageWrite, SyncLag,
+};
 pub use handshake::Session;
 pub use wire::{ErrorCode, PeerRole};

@@ -8,7 +8,7 @@
 //! later message. The message's negotiation part (heads, bloom filters) is
 //! kept, so the sync protocol carries on with what was accepted.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use accord_identity::OrgKey;
@@ -169,6 +169,9 @@ pub(crate) fn screen(
         .filter(|c| verdict.refused.iter().any(|(h, _, _)| *h == c.hash))
         .map(|c| (c.hash, c.deps.clone()))
         .collect();
+    if !verdict.waiting.is_empty() {
+        tracing::debug!(waiting = ?verdict.waiting, "changes wait for their dependencies or attested heads");
+    }
     let (keep, waiting) = split_accepted(source, &candidates, &verdict.accepted, &verdict.waiting);
     *pending = bounded(waiting);
     Ok(Ok(Screened {
@@ -214,6 +217,19 @@ fn bounded(mut changes: Vec<Change>) -> Vec<Change> {
         total <= MAX_PENDING_BYTES
     });
     changes
+}
+
+/// `hash <- deps` for each change a message carries, for logs.
+pub(crate) fn change_summaries(message: &Message) -> Vec<String> {
+    match decode(message) {
+        Ok(Some(Source::Changes(changes))) => changes
+            .iter()
+            .map(|c| format!("{} <- {:?}", c.hash(), c.deps()))
+            .collect(),
+        Ok(Some(Source::Document(_))) => vec!["a whole document".to_owned()],
+        Ok(None) => Vec::new(),
+        Err(e) => vec![e],
+    }
 }
 
 /// The changes of the message, or `None` when it carries none.
@@ -424,18 +440,21 @@ impl Attestations {
     }
 }
 
-/// Whether every head of `old` is in the causal past of `new`, found by a
-/// walk back from `new` of at most [`SUPERSEDE_WALK`] changes: enough for
-/// one organisation's successive commit groups, the case that matters.
-/// Anything less obvious is kept (an extra attestation costs a little space).
+/// Whether every head of `old` is one of `new` or in its causal past,
+/// found by a breadth-first walk back from `new` of at most
+/// [`SUPERSEDE_WALK`] changes: enough for one organisation's successive
+/// commit groups, the case that matters (their heads lie a few changes
+/// back from the new ones; a depth-first walk could instead follow one
+/// branch towards the root and give up). Anything less obvious is kept
+/// (an extra attestation costs a little space).
 fn superseded(doc: &mut AutoCommit, old: &[ChangeHash], new: &[ChangeHash]) -> bool {
     let mut missing: BTreeSet<ChangeHash> = old.iter().copied().collect();
-    if old.iter().any(|h| new.contains(h)) {
-        return false;
+    for h in new {
+        missing.remove(h);
     }
     let mut seen: BTreeSet<ChangeHash> = BTreeSet::new();
-    let mut stack: Vec<ChangeHash> = new.to_vec();
-    while let Some(h) = stack.pop() {
+    let mut queue: VecDeque<ChangeHash> = new.iter().copied().collect();
+    while let Some(h) = queue.pop_front() {
         if seen.len() >= SUPERSEDE_WALK || missing.is_empty() {
             break;
         }
@@ -447,7 +466,7 @@ fn superseded(doc: &mut AutoCommit, old: &[ChangeHash], new: &[ChangeHash]) -> b
         };
         for dep in &meta.deps {
             missing.remove(dep);
-            stack.push(*dep);
+            queue.push_back(*dep);
         }
     }
     missing.is_empty()

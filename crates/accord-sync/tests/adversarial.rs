@@ -71,8 +71,12 @@ fn fixture() -> Fixture {
 
 impl Honest {
     fn new(f: &Fixture) -> Honest {
+        Honest::with_config(f, EngineConfig::default())
+    }
+
+    fn with_config(f: &Fixture, config: EngineConfig) -> Honest {
         let mut h = Honest {
-            engine: Engine::new(OrgSecret::from_seed(f.a.seed()), EngineConfig::default()),
+            engine: Engine::new(OrgSecret::from_seed(f.a.seed()), config),
             docs: BTreeMap::new(),
             attestations: BTreeMap::new(),
             events: Vec::new(),
@@ -138,6 +142,11 @@ impl Honest {
             out.send.extend(more.send);
             out.events.extend(more.events);
         }
+    }
+
+    fn flush(&mut self) {
+        let out = self.engine.handle(Input::Flush, 0);
+        self.run(out);
     }
 
     fn receive(&mut self, conn: ConnId, frame: Frame) {
@@ -222,18 +231,7 @@ fn change_by(
 }
 
 fn sync_frame(doc: DocId, changes: Vec<u8>) -> Frame {
-    let message = accord_model::automerge::sync::Message {
-        heads: Vec::new(),
-        need: Vec::new(),
-        have: Vec::new(),
-        changes: changes.into(),
-        flags: None,
-        version: accord_model::automerge::sync::MessageVersion::V1,
-    };
-    Frame::Sync {
-        doc: *doc.as_bytes(),
-        message: message.encode(),
-    }
+    sync_frame_with_heads(doc, changes, Vec::new())
 }
 
 fn attest(doc: DocId, list: Vec<Vec<u8>>) -> Frame {
@@ -475,4 +473,138 @@ fn a_replayed_handshake_proof_does_not_authenticate() {
         attempts()
     );
     assert_eq!(accepted, 0);
+}
+
+/// Not a lie: an honest member's sync message can carry a change without
+/// the later change its attestation names (the sender's Bloom filter test
+/// said we already held that one: a false positive). The change must wait
+/// for it, not be refused as unsigned; we ask for the missing head, and
+/// both are accepted once it comes. (Found by the relay's kill -9 loop,
+/// `tests/relay_kill_loop.rs`, about once in 300 kills.)
+#[test]
+fn a_change_whose_attestation_names_a_later_change_waits_for_it() {
+    let f = fixture();
+    let mut h = Honest::new(&f);
+    let conn = connect_m(&mut h, &f, [7; 32]);
+    let (first, second, second_hash) = two_changes_by_m(&h, &f);
+    let attestation = Attestation::sign(&f.m, f.mou, &[second_hash]);
+    h.receive(conn, attest(f.mou, vec![attestation.to_bytes()]));
+
+    let sent_before = h.sent.len();
+    h.receive(conn, sync_frame_with_heads(f.mou, first, vec![second_hash]));
+    let refusals: Vec<&Event> = h
+        .events
+        .iter()
+        .filter(|e| matches!(e, Event::ChangesRefused { .. }))
+        .collect();
+    assert!(
+        refusals.is_empty(),
+        "refused instead of waiting: {refusals:?}"
+    );
+    assert!(
+        !purpose(&h, &f).contains("first"),
+        "nothing applied uncovered"
+    );
+    let asked = h.sent[sent_before..]
+        .iter()
+        .any(|b| match Frame::decode(b) {
+            Ok(Frame::Sync { message, .. }) => {
+                accord_model::automerge::sync::Message::decode(&message)
+                    .is_ok_and(|m| m.need.contains(&second_hash))
+            }
+            _ => false,
+        });
+    assert!(asked, "A asks for the change M's attestation names");
+
+    h.receive(
+        conn,
+        sync_frame_with_heads(f.mou, second, vec![second_hash]),
+    );
+    let text = purpose(&h, &f);
+    assert!(text.starts_with("second first "), "{text:?}");
+    assert!(
+        !h.events
+            .iter()
+            .any(|e| matches!(e, Event::ChangesRefused { .. })),
+        "nothing refused"
+    );
+}
+
+fn sync_frame_with_heads(doc: DocId, changes: Vec<u8>, heads: Vec<ChangeHash>) -> Frame {
+    let message = accord_model::automerge::sync::Message {
+        heads,
+        need: Vec::new(),
+        have: Vec::new(),
+        changes: changes.into(),
+        flags: None,
+        version: accord_model::automerge::sync::MessageVersion::V1,
+    };
+    Frame::Sync {
+        doc: *doc.as_bytes(),
+        message: message.encode(),
+    }
+}
+
+/// M's two changes to the MOU, the second on top of the first: their bytes
+/// and the second's hash (M's heads after both).
+fn two_changes_by_m(h: &Honest, f: &Fixture) -> (Vec<u8>, Vec<u8>, ChangeHash) {
+    let (first, first_heads) = change_by(h, f, &f.m, 60, "first ");
+    let mut d = h.doc(f.mou).with_actor(new_document_actor(&f.m, [60; 8]));
+    d.load_incremental(&first).unwrap();
+    assert_eq!(d.get_heads(), first_heads);
+    let (_, text) = d.get(ROOT, "purpose").unwrap().unwrap();
+    d.splice_text(&text, 0, 0, "second ").unwrap();
+    let roster_heads = h.doc(f.p.roster_doc()).get_heads();
+    let second_hash = d
+        .commit_with(CommitOptions::default().with_message(claim::with_claim("", &roster_heads)))
+        .unwrap();
+    let second = d
+        .get_change_by_hash(&second_hash)
+        .unwrap()
+        .raw_bytes()
+        .to_vec();
+    (first, second, second_hash)
+}
+
+/// A coalescing engine (as the node runs it) that holds a change waiting
+/// for its dependency must not lose it when the dependency then arrives in
+/// one flush with another message: judging the batch together used to
+/// replace what waited, and the sender never resends a change it already
+/// sent on the connection, so the sync stalled for good. (Found by the
+/// relay's kill -9 loop after a Bloom filter false positive made the writer
+/// send its newest change before the one it builds on.)
+#[test]
+fn a_waiting_change_survives_a_coalesced_flush_of_its_dependency() {
+    let f = fixture();
+    let config = EngineConfig {
+        coalesce: true,
+        ..EngineConfig::default()
+    };
+    let mut h = Honest::with_config(&f, config);
+    let conn = connect_m(&mut h, &f, [7; 32]);
+    let (first, second, second_hash) = two_changes_by_m(&h, &f);
+    let attestation = Attestation::sign(&f.m, f.mou, &[second_hash]);
+    h.receive(conn, attest(f.mou, vec![attestation.to_bytes()]));
+    // The newest change first: it waits for the one it builds on.
+    h.receive(
+        conn,
+        sync_frame_with_heads(f.mou, second, vec![second_hash]),
+    );
+    h.flush();
+    assert!(!purpose(&h, &f).contains("second"), "nothing applied yet");
+    // Its dependency, and another message, in one flush.
+    h.receive(conn, sync_frame_with_heads(f.mou, first, vec![second_hash]));
+    h.receive(
+        conn,
+        sync_frame_with_heads(f.mou, Vec::new(), vec![second_hash]),
+    );
+    h.flush();
+    let text = purpose(&h, &f);
+    assert!(text.starts_with("second first "), "{text:?}");
+    assert!(
+        !h.events
+            .iter()
+            .any(|e| matches!(e, Event::ChangesRefused { .. })),
+        "nothing refused"
+    );
 }

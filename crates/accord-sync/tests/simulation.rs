@@ -1389,3 +1389,31 @@ fn a_coalescing_window_applies_a_burst_of_keystrokes_once_and_answers_once() {
     assert!(sim.violations.is_empty(), "{:?}", sim.violations);
     assert_same(&sim, p, &[0, 1]);
 }
+
+#[test]
+fn sync_lag_counts_a_peer_behind_until_it_holds_our_change() {
+    let (mut sim, p, _, _) = synced_world(2, 1, false);
+    let lag_of = |sim: &mut Sim, n: usize| {
+        let now = sim.clock(n);
+        sim.nodes[n].engine.as_mut().expect("running").sync_lag(now)
+    };
+    assert_eq!(lag_of(&mut sim, 0).peers_behind, 0, "in sync after setup");
+    assert!(sim.random_edit(0, p), "an edit");
+    let first = lag_of(&mut sim, 0);
+    assert_eq!(first.peers_behind, 1, "the peer lacks our edit");
+    sim.now += 1_500;
+    let later = lag_of(&mut sim, 0);
+    assert_eq!(later.peers_behind, 1);
+    assert_eq!(
+        later.longest_ms,
+        first.longest_ms + 1_500,
+        "measured from when it fell behind"
+    );
+    sim.run_until_quiescent();
+    assert_eq!(
+        lag_of(&mut sim, 0),
+        accord_sync::SyncLag::default(),
+        "caught up"
+    );
+    assert_eq!(lag_of(&mut sim, 1).peers_behind, 0);
+}

@@ -261,12 +261,24 @@ pub fn ack_loop(
 ) -> Result<()> {
     let out = &mut *io.out;
     for n in 1..=count {
-        let values = [(field.to_owned(), format!("{prefix}-{n}"))];
-        ws.edit(doc, "ack-loop", |agreement, roster| {
-            agreement.add_item(list, &values, roster).map(|_| ())
-        })?;
+        add_numbered_item(ws, doc, list, field, &format!("{prefix}-{n}"))?;
         writeln!(out, "{n}")?;
         out.flush()?;
     }
+    Ok(())
+}
+
+/// One durable, signed edit adding an item whose `field` is `text` to `list`.
+pub(super) fn add_numbered_item(
+    ws: &Workspace,
+    doc: &str,
+    list: &str,
+    field: &str,
+    text: &str,
+) -> Result<()> {
+    let values = [(field.to_owned(), text.to_owned())];
+    ws.edit(doc, "ack-loop", |agreement, roster| {
+        agreement.add_item(list, &values, roster).map(|_| ())
+    })?;
     Ok(())
 }

@@ -184,6 +184,12 @@ pub fn dispatch(ctx: &Ctx, command: Command, io: &mut Io<'_>) -> Result<()> {
             prefix,
             count,
         }) => docs::ack_loop(io, ws, &doc, &list, &field, &prefix, count),
+        Command::Debug(DebugCommand::PushLoop {
+            doc,
+            prefix,
+            count,
+            timeout,
+        }) => net::push_loop(io, ctx, &doc, &prefix, count, timeout),
         Command::Init { .. }
         | Command::Repair { .. }
         | Command::Walkthrough

@@ -151,6 +151,60 @@ pub fn sync(io: &mut Io<'_>, ctx: &Ctx, urls: &[String], timeout: u64, json: boo
     report_sync(io, &outcomes, json)
 }
 
+/// See `DebugCommand::PushLoop`: prints `N` only after every configured
+/// peer acknowledged holding item N. Stops at the first failed sync.
+pub fn push_loop(
+    io: &mut Io<'_>,
+    ctx: &Ctx,
+    doc: &str,
+    prefix: &str,
+    count: u32,
+    timeout: u64,
+) -> Result<()> {
+    if ctx.node.is_some() {
+        bail!("this command cannot run inside a running node: stop `accord serve` first");
+    }
+    let peers = ctx.ws.peers()?;
+    if peers.is_empty() {
+        bail!("no peers or relays to push to: add one with `accord peer add URL`");
+    }
+    let timeout = Duration::from_secs(timeout.max(1));
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let node = Node::start(
+            ctx.ws.replica().clone(),
+            Some(ctx.ws.clone()),
+            NodeOptions::default(),
+            None,
+        )
+        .await?;
+        let pushed = push_each(io, &ctx.ws, &node, &peers, (doc, prefix, count), timeout).await;
+        node.shutdown().await;
+        pushed
+    })
+}
+
+async fn push_each(
+    io: &mut Io<'_>,
+    ws: &Workspace,
+    node: &Node,
+    peers: &[PeerConfig],
+    (doc, prefix, count): (&str, &str, u32),
+    timeout: Duration,
+) -> Result<()> {
+    for n in 1..=count {
+        super::docs::add_numbered_item(ws, doc, "objectives", "text", &format!("{prefix}-{n}"))?;
+        for outcome in node.sync_once(peers, timeout).await {
+            if let Err(e) = outcome.result {
+                bail!("item {n} was not acknowledged by {}: {e}", outcome.url);
+            }
+        }
+        writeln!(io.out, "{n}")?;
+        io.out.flush()?;
+    }
+    Ok(())
+}
+
 pub(super) fn sync_with_temporary_node(
     ws: &Arc<Workspace>,
     peers: &[PeerConfig],

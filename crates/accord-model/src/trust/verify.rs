@@ -276,6 +276,42 @@ pub fn covered(candidates: &[Candidate], attestations: &[Attestation]) -> Change
     out
 }
 
+/// Organisations with an attestation that names a change neither the batch
+/// nor the document holds yet. A sync message can carry a change without
+/// the later one its author's attestation names (the sender's Bloom filter
+/// test said we held it: a false positive, which Automerge repairs on the
+/// next round by asking for the missing head), so an uncovered change of
+/// theirs may be covered once that change arrives.
+fn orgs_awaiting_heads(
+    candidates: &[Candidate],
+    attested: &ChangeHashSet,
+    attestations: &[Attestation],
+    known: &mut dyn FnMut(&ChangeHash) -> bool,
+) -> BTreeSet<OrgKey> {
+    // The usual case, every change covered, needs no look further.
+    if candidates.iter().all(|c| attested.contains(&c.hash)) {
+        return BTreeSet::new();
+    }
+    let in_batch: ChangeHashSet = candidates.iter().map(|c| c.hash).collect();
+    attestations
+        .iter()
+        .filter(|a| a.heads.iter().any(|h| !in_batch.contains(h) && !known(h)))
+        .map(|a| a.org)
+        .collect()
+}
+
+/// Whether `c` is not covered yet but its organisation has signed heads we
+/// still lack: it waits (unapplied, bounded like any change waiting for its
+/// dependencies) instead of being refused. Only the organisation's own valid
+/// signature can make a change wait, and nothing is applied until covered.
+fn awaits_its_attestation(
+    c: &Candidate,
+    attested: &ChangeHashSet,
+    awaiting: &BTreeSet<OrgKey>,
+) -> bool {
+    !attested.contains(&c.hash) && c.org.is_some_and(|org| awaiting.contains(&org))
+}
+
 /// Sorts `candidates` so every change comes after those of its
 /// dependencies that are also candidates.
 fn causal_order(candidates: &[Candidate]) -> Vec<&Candidate> {
@@ -326,6 +362,9 @@ pub fn verify_batch(
     applied: &mut dyn FnMut(&ChangeHash) -> Option<Option<Vec<ChangeHash>>>,
 ) -> Result<Verdict, UnknownRoster> {
     let attested = covered(candidates, attestations);
+    let awaiting = orgs_awaiting_heads(candidates, &attested, attestations, &mut |h| {
+        applied(h).is_some()
+    });
     let mut verdict = Verdict::default();
     let mut refused = ChangeHashSet::default();
     let claims: ChangeHashMap<ChangeHash, Option<&Vec<ChangeHash>>> = candidates
@@ -336,7 +375,7 @@ pub fn verify_batch(
         let waits = c.deps.iter().any(|d| {
             verdict.waiting.contains(d) || (!claims.contains_key(d) && applied(d).is_none())
         });
-        if waits {
+        if waits || awaits_its_attestation(c, &attested, &awaiting) {
             verdict.waiting.insert(c.hash);
             continue;
         }
@@ -416,12 +455,16 @@ pub fn verify_roster_batch(
     let by_hash: ChangeHashMap<ChangeHash, &Change> =
         changes.iter().map(|c| (c.hash(), c)).collect();
     let mut scratch = current.clone();
+    let awaiting = orgs_awaiting_heads(&candidates, &attested, attestations, &mut |h| {
+        scratch.get_change_by_hash(h).is_some()
+    });
     let mut verdict = Verdict::default();
     let mut refused = ChangeHashSet::default();
     for c in causal_order(&candidates) {
         if c.deps
             .iter()
             .any(|d| scratch.get_change_by_hash(d).is_none() && !refused.contains(d))
+            || awaits_its_attestation(c, &attested, &awaiting)
         {
             verdict.waiting.insert(c.hash);
             continue;

@@ -37,6 +37,7 @@ impl Replica {
         let db_path = dir.join(DB_FILE);
         let db = open_backend(&db_path, backend)?;
         let meta = Meta {
+            schema: crate::SCHEMA_VERSION,
             org_name: org_name.to_owned(),
             created_at: now_unix,
             org_key: *secret.public().as_bytes(),

@@ -182,6 +182,7 @@ impl Repair {
         let moved_to = self.move_aside(&path, now_unix)?;
         let db = db_file::create_new(&path)?;
         let meta = Meta {
+            schema: crate::SCHEMA_VERSION,
             org_name: org_name.to_owned(),
             created_at,
             org_key: *self.secret.public().as_bytes(),

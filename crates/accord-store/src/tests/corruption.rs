@@ -113,11 +113,31 @@ fn a_newer_schema_is_refused_and_left_untouched() {
     match &err {
         StoreError::TooNew {
             found, supported, ..
-        } => assert_eq!((*found, *supported), (99, 1)),
+        } => assert_eq!((*found, *supported), (99, crate::SCHEMA_VERSION)),
         other => panic!("expected TooNew, got {other:?}"),
     }
     assert!(err.to_string().contains("upgrade Accord"));
     assert_eq!(std::fs::read(&path).unwrap(), before);
+}
+
+#[test]
+fn a_version_1_replica_opens_and_is_marked_version_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = populated(dir.path());
+    set_meta(&path, META_SCHEMA_VERSION, &1u32.to_le_bytes());
+    let replica = Replica::open(dir.path()).expect("a version 1 file opens");
+    assert!(!replica.documents().unwrap().is_empty());
+    drop(replica);
+    let db = redb::Database::open(&path).unwrap();
+    let txn = redb::ReadableDatabase::begin_read(&db).unwrap();
+    let meta = txn.open_table(META).unwrap();
+    let schema = meta
+        .get(META_SCHEMA_VERSION)
+        .unwrap()
+        .unwrap()
+        .value()
+        .to_vec();
+    assert_eq!(schema, crate::SCHEMA_VERSION.to_le_bytes());
 }
 
 #[test]
