@@ -418,13 +418,28 @@ impl Attestations {
             let Some(a) = self.offered.remove(&id) else {
                 continue;
             };
-            for (old_id, old) in &self.held {
-                if old.org == a.org && superseded(doc, &old.heads, &a.heads) {
-                    dropped.push(*old_id);
-                }
+            if self.held.contains_key(&id) {
+                // Offered again while the document was unloaded (its held
+                // attestations were not known yet): nothing to add. Taken
+                // as new, it superseded itself, and it and every other
+                // organisation's attestation settled before it were dropped.
+                continue;
             }
-            for old in &dropped {
-                self.held.remove(old);
+            let superseded_now: Vec<[u8; 32]> = self
+                .held
+                .iter()
+                .filter(|(_, old)| old.org == a.org && superseded(doc, &old.heads, &a.heads))
+                .map(|(old_id, _)| *old_id)
+                .collect();
+            for old_id in superseded_now {
+                self.held.remove(&old_id);
+                // One added by this call was never stored: do not store it.
+                match added.iter().position(|x: &Attestation| x.id() == old_id) {
+                    Some(i) => {
+                        added.remove(i);
+                    }
+                    None => dropped.push(old_id),
+                }
             }
             self.held.insert(id, a.clone());
             added.push(a);
@@ -507,4 +522,99 @@ pub(crate) fn without_refused(
         }
     }
     out.into_iter().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use accord_identity::OrgSecret;
+    use automerge::ROOT;
+    use automerge::transaction::Transactable;
+
+    /// Three organisations each made one change (in turn, on one document)
+    /// and attested the heads it left.
+    fn three_authors() -> (AutoCommit, Vec<Attestation>) {
+        let doc = DocId::from_bytes([7; 16]);
+        let mut d = AutoCommit::new();
+        let mut attestations = Vec::new();
+        for n in 1..=3u8 {
+            d.set_actor(automerge::ActorId::from([n; 16]));
+            d.put(ROOT, "by", u64::from(n)).expect("put");
+            d.commit();
+            let secret = OrgSecret::from_seed([n; 32]);
+            attestations.push(Attestation::sign(&secret, doc, &d.get_heads()));
+        }
+        (d, attestations)
+    }
+
+    /// A restarted relay learns a document's stored attestations when it
+    /// loads it; a peer's new connection may offer them all again first.
+    /// Settled against themselves, each one superseded itself, and the
+    /// superseded list (kept across the batch) dropped every attestation
+    /// settled before the last: the relay then offered the document with
+    /// one organisation's attestation, and peers refused the others' changes.
+    #[test]
+    fn attestations_offered_again_are_all_kept() {
+        let (mut d, attestations) = three_authors();
+        let mut a = Attestations::default();
+        // Offered while the document was not loaded, then loaded from the store.
+        for att in &attestations {
+            a.offer(att.doc, att.clone()).expect("valid");
+        }
+        a.held = attestations.iter().map(|x| (x.id(), x.clone())).collect();
+        let (added, dropped) = a.settle(&mut d);
+        assert!(added.is_empty(), "already stored");
+        assert!(dropped.is_empty(), "nothing superseded");
+        assert_eq!(a.held.len(), 3, "every organisation's attestation kept");
+        assert!(a.offered.is_empty());
+    }
+
+    /// A later attestation of the same organisation supersedes its earlier
+    /// one; other organisations' stay.
+    #[test]
+    fn a_later_attestation_supersedes_only_its_own_organisation() {
+        let (mut d, attestations) = three_authors();
+        let mut a = Attestations::default();
+        a.held = attestations.iter().map(|x| (x.id(), x.clone())).collect();
+        d.set_actor(automerge::ActorId::from([1; 16]));
+        d.put(ROOT, "by", 4u64).expect("put");
+        d.commit();
+        let later = Attestation::sign(
+            &OrgSecret::from_seed([1; 32]),
+            attestations[0].doc,
+            &d.get_heads(),
+        );
+        a.offer(later.doc, later.clone()).expect("valid");
+        let (added, dropped) = a.settle(&mut d);
+        assert_eq!(added.len(), 1);
+        assert_eq!(dropped, vec![attestations[0].id()]);
+        assert_eq!(a.held.len(), 3);
+        assert!(a.held.contains_key(&later.id()));
+    }
+
+    /// Two attestations of one organisation settled together: the earlier
+    /// is superseded by the later and never stored.
+    #[test]
+    fn one_superseded_within_a_batch_is_not_stored() {
+        let (mut d, attestations) = three_authors();
+        let mut a = Attestations::default();
+        a.offer(attestations[0].doc, attestations[0].clone())
+            .expect("valid");
+        d.set_actor(automerge::ActorId::from([1; 16]));
+        d.put(ROOT, "by", 4u64).expect("put");
+        d.commit();
+        let later = Attestation::sign(
+            &OrgSecret::from_seed([1; 32]),
+            attestations[0].doc,
+            &d.get_heads(),
+        );
+        a.offer(later.doc, later.clone()).expect("valid");
+        let (added, dropped) = a.settle(&mut d);
+        assert_eq!(
+            added.iter().map(Attestation::id).collect::<Vec<_>>(),
+            vec![later.id()]
+        );
+        assert!(dropped.is_empty());
+        assert_eq!(a.held.len(), 1);
+    }
 }
