@@ -574,8 +574,10 @@ mod tests {
     #[test]
     fn a_later_attestation_supersedes_only_its_own_organisation() {
         let (mut d, attestations) = three_authors();
-        let mut a = Attestations::default();
-        a.held = attestations.iter().map(|x| (x.id(), x.clone())).collect();
+        let mut a = Attestations {
+            held: attestations.iter().map(|x| (x.id(), x.clone())).collect(),
+            ..Attestations::default()
+        };
         d.set_actor(automerge::ActorId::from([1; 16]));
         d.put(ROOT, "by", 4u64).expect("put");
         d.commit();
