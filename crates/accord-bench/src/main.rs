@@ -112,6 +112,11 @@ pub struct FanoutArgs {
     /// The writer's edits per second.
     #[arg(long, default_value_t = 10.0)]
     rate: f64,
+    /// Leading edits (and bare messages) left out of the steady-state figures
+    /// and reported on their own: the first edit after connecting finds the
+    /// document cold on the relay and on every subscriber.
+    #[arg(long, default_value_t = 1)]
+    warmup: usize,
     /// Also write the results as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -196,6 +201,7 @@ fn main() -> Result<()> {
             let config = relay_fanout::FanoutConfig {
                 edits: a.edits,
                 rate: a.rate,
+                warmup: a.warmup,
             };
             return relay_fanout::run(&a.subscribers, config, a.json.as_deref());
         }

@@ -146,6 +146,9 @@ pub struct ClientLog {
     pub org: usize,
     /// Each edit made, with the instant its change was committed locally.
     pub commits: Vec<(u64, Instant)>,
+    /// Each edit made, with the instant the writer's engine's frames carrying
+    /// it were written to the socket (what the bare baseline times from).
+    pub sent: Vec<(u64, Instant)>,
     /// Each edit acknowledged, with the instant the relay's frame arrived.
     pub acks: Vec<(u64, Instant)>,
     /// Each edit of another member received: when the frame carrying it was
@@ -271,7 +274,7 @@ impl Client {
 
     /// Makes the next edit, as the workspace would: commit, store durably
     /// with a fresh attestation, then hand the change to the engine.
-    fn edit(&mut self) -> Result<Vec<Vec<u8>>> {
+    fn edit(&mut self) -> Result<(u64, Vec<Vec<u8>>)> {
         let writer = self.writer.as_mut().context("not a writer")?;
         writer.made += 1;
         let id = edit_id(self.org, writer.made);
@@ -295,7 +298,7 @@ impl Client {
             attestation,
         };
         let out = self.peer.engine.handle(input, self.now());
-        self.execute(out, None)
+        Ok((id, self.execute(out, None)?))
     }
 
     /// Whether the writer still has edits to make (and says so once it has not).
@@ -466,7 +469,15 @@ pub async fn run_client(
         tokio::select! {
             message = ws.next() => {
                 let frames = match message {
-                    Some(Ok(WsMessage::Binary(bytes))) => client.receive(bytes.to_vec(), Instant::now())?,
+                    Some(Ok(WsMessage::Binary(bytes))) => {
+                        let arrival = Instant::now();
+                        // Every client shares one thread: let the others read
+                        // (and time) what reached their sockets before this
+                        // one's engine works, or each arrival would include
+                        // the engine work of every client polled before it.
+                        tokio::task::yield_now().await;
+                        client.receive(bytes.to_vec(), arrival)?
+                    }
                     Some(Ok(WsMessage::Close(_))) | None => bail!("org {org}: the relay closed the connection"),
                     Some(Ok(_)) => continue,
                     Some(Err(e)) => bail!("org {org}: the connection broke: {e}"),
@@ -475,7 +486,10 @@ pub async fn run_client(
             }
             () = next_tick(&mut timer) => {
                 if client.editing() {
-                    let frames = client.edit()?;
+                    let (id, frames) = client.edit()?;
+                    // Timed before the send, as the bare publisher is: the
+                    // relay may be reading the frame before `flush` returns.
+                    client.log.sent.push((id, Instant::now()));
                     send_all(&mut ws, frames).await?;
                 } else {
                     timer = None;

@@ -200,6 +200,10 @@ pub struct Figures {
     pub fanout_arrival: Latency,
     /// Edit committed → verified and applied by another member's engine.
     pub fanout_applied: Latency,
+    /// The writer's frames written to its socket → another member reading
+    /// the relay's frame carrying the change: the span a bare broadcast's
+    /// latency covers (from its publisher's send to its subscriber's read).
+    pub fanout_from_send: Latency,
 }
 
 pub fn figures(logs: &[ClientLog]) -> Figures {
@@ -213,6 +217,13 @@ pub fn figures(logs: &[ClientLog]) -> Figures {
     let received = || logs.iter().flat_map(|l| l.received.iter());
     let mut arrival: Vec<u64> = received().filter_map(|(id, a, _)| since(*id, *a)).collect();
     let mut applied: Vec<u64> = received().filter_map(|(id, _, a)| since(*id, *a)).collect();
+    let sent: HashMap<u64, Instant> = logs.iter().flat_map(|l| l.sent.clone()).collect();
+    let mut from_send: Vec<u64> = received()
+        .filter_map(|(id, a, _)| sent.get(id).map(|s| nanos(a.saturating_duration_since(*s))))
+        .collect();
+    if std::env::var_os("ACCORD_BENCH_PER_EDIT").is_some() {
+        print_per_edit(logs, &since);
+    }
     Figures {
         committed: commits.len(),
         acked: ack.len(),
@@ -221,6 +232,30 @@ pub fn figures(logs: &[ClientLog]) -> Figures {
         ack: Latency::of(&mut ack),
         fanout_arrival: Latency::of(&mut arrival),
         fanout_applied: Latency::of(&mut applied),
+        fanout_from_send: Latency::of(&mut from_send),
+    }
+}
+
+/// Diagnostic (`ACCORD_BENCH_PER_EDIT=1`): each edit's arrival latency
+/// across subscribers (min, median, max, in ms), to tell a few slow edits
+/// from a tail spread over all of them.
+fn print_per_edit(logs: &[ClientLog], since: &dyn Fn(u64, Instant) -> Option<u64>) {
+    let mut by_edit: std::collections::BTreeMap<u64, Vec<u64>> = Default::default();
+    for (id, at, _) in logs.iter().flat_map(|l| l.received.iter()) {
+        if let Some(ns) = since(*id, *at) {
+            by_edit.entry(*id).or_default().push(ns);
+        }
+    }
+    for (id, mut ns) in by_edit {
+        ns.sort_unstable();
+        let ms = |v: u64| v as f64 / 1e6;
+        eprintln!(
+            "  edit {id}: min {:.1} med {:.1} max {:.1} ms over {}",
+            ms(ns[0]),
+            ms(ns[ns.len() / 2]),
+            ms(ns[ns.len() - 1]),
+            ns.len()
+        );
     }
 }
 

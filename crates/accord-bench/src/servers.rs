@@ -161,6 +161,14 @@ pub async fn start_relay(data: &Path, max_connections: usize) -> Result<Node> {
 
 /// Body of `accord-bench serve-relay DATA`: the relay until stdin closes.
 pub fn serve_relay(data: &Path, max_connections: usize) -> Result<()> {
+    // `ACCORD_LOG=debug` shows the relay's own timeline on stderr, to tell
+    // its time from the load generator's.
+    if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_env("ACCORD_LOG") {
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         let node = start_relay(data, max_connections).await?;

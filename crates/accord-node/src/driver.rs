@@ -1,7 +1,9 @@
 //! The engine driver: one thread that owns the sync engine and the
 //! replica's sync writes, and does exactly what the engine's outputs say,
 //! in the order that makes acknowledgements mean "on disk": writes
-//! committed first, then frames sent.
+//! committed first, then frames sent. The exception is frames to peers that
+//! never gave us a change (`Outputs::before_writes`): our heads are no
+//! receipt to them, so a relay forwards to its subscribers while it commits.
 //!
 //! It is a plain thread (not a tokio task) because redb commits block on
 //! fsync; connection tasks talk to it through a channel.
@@ -346,9 +348,15 @@ impl Driver {
         self.execute(out);
     }
 
-    /// Does what the engine said: writes, then sends, then closes, then loads.
+    /// Does what the engine said: sends what need not wait (see
+    /// `Outputs::before_writes`), writes, then sends the rest, then closes,
+    /// then loads.
     fn execute(&mut self, mut out: Outputs) {
         loop {
+            let early = out.before_writes.min(out.send.len());
+            for (conn, bytes) in out.send.drain(..early).collect::<Vec<_>>() {
+                self.deliver(conn, bytes);
+            }
             if !self.write(std::mem::take(&mut out.writes)) {
                 // Nothing may be acknowledged after a failed write: drop
                 // this round's frames and close the connections involved.
@@ -369,7 +377,9 @@ impl Driver {
             let Some(doc) = out.load.pop() else { break };
             let more = self.load(doc);
             out.writes.extend(more.writes);
-            out.send.extend(more.send);
+            // `send` is empty here, so the load's early frames stay first.
+            out.send = more.send;
+            out.before_writes = more.before_writes;
             out.close.extend(more.close);
             out.events.extend(more.events);
             out.load.extend(more.load);
@@ -381,11 +391,20 @@ impl Driver {
             return true;
         }
         let mut batch = WriteBatch::default();
+        let count = writes.len();
         for write in writes {
             add_write(&mut batch, write);
         }
+        let started = Instant::now();
         match self.replica.commit(batch) {
-            Ok(()) => true,
+            Ok(()) => {
+                tracing::debug!(
+                    writes = count,
+                    took_us = started.elapsed().as_micros() as u64,
+                    "committed"
+                );
+                true
+            }
             Err(e) => {
                 tracing::error!(error = %e, "could not store changes received from peers");
                 self.metrics.storage_failed();

@@ -248,6 +248,15 @@ impl WriteBatch {
         self.ops.is_empty()
     }
 
+    /// Whether losing this batch in a crash would lose data. Sync states are
+    /// a cache of what a peer holds: losing one costs a longer reconnect,
+    /// never a change, so a batch of nothing else need not wait for an fsync.
+    pub fn is_durable_data(&self) -> bool {
+        self.ops
+            .iter()
+            .any(|op| !matches!(op, Op::PutSyncState { .. }))
+    }
+
     /// Roughly how many bytes the batch holds, so a queue can bound its memory.
     pub fn approx_bytes(&self) -> usize {
         self.bytes

@@ -304,6 +304,12 @@ impl Replica {
     ///
     /// Returns only after the data is on disk (`Durability::Immediate`). For
     /// many small writes, use a [`CommitQueue`] instead.
+    ///
+    /// The exception is a batch of sync states alone (see
+    /// [`WriteBatch::is_durable_data`]): it is committed without an fsync, and
+    /// reaches the disk with the next durable commit or when the replica is
+    /// closed. A relay settles a sync state per subscriber per edit; an fsync
+    /// for each would put the disk's latency on every subscriber's path.
     pub fn commit(&self, batch: WriteBatch) -> Result<(), StoreError> {
         if batch.is_empty() {
             return Ok(());
@@ -311,7 +317,12 @@ impl Replica {
         let path = self.db_path.as_path();
         no_panic(path, || {
             let mut txn = self.db.begin_write().map_err(StoreError::redb(path))?;
-            txn.set_durability(Durability::Immediate)
+            let durability = if batch.is_durable_data() {
+                Durability::Immediate
+            } else {
+                Durability::None
+            };
+            txn.set_durability(durability)
                 .map_err(|err| StoreError::Database(err.to_string()))?;
             // On error the transaction is dropped uncommitted, which aborts it.
             batch.apply(&txn, path)?;

@@ -306,7 +306,16 @@ pub struct SyncLag {
 #[derive(Debug, Default)]
 pub struct Outputs {
     pub writes: Vec<StorageWrite>,
+    /// Frames to send once `writes` are durable, except the first
+    /// `before_writes` of them, which may go while the writes are committed.
     pub send: Vec<(ConnId, Vec<u8>)>,
+    /// How many leading frames of `send` go to peers that have never given
+    /// us a change on their connection. Our heads are a receipt only to a
+    /// peer whose changes they include, so these peers cannot mistake a
+    /// frame for a promise that something is stored; a relay forwards to
+    /// them without waiting for its disk. Per connection, frames keep their
+    /// order: all of a connection's frames are either early or not.
+    pub before_writes: usize,
     pub close: Vec<ConnId>,
     pub load: Vec<DocId>,
     pub events: Vec<Event>,
@@ -355,6 +364,9 @@ struct Conn {
     early_attestations: BTreeMap<DocId, Vec<serde_bytes::ByteBuf>>,
     reassembly: Option<Reassembly>,
     in_sync: bool,
+    /// The peer has sent us changes (or attestations) on this connection, so
+    /// it may read our heads as a receipt: see [`Outputs::before_writes`].
+    gave_changes: bool,
     /// Since when (engine time) the peer has been behind, as last seen by
     /// [`Engine::sync_lag`]; `None` while it holds what we hold.
     behind_since: Option<u64>,
@@ -473,6 +485,7 @@ impl Engine {
             early_attestations: BTreeMap::new(),
             reassembly: None,
             in_sync: false,
+            gave_changes: false,
             behind_since: Some(now),
             stats: ConnStats::default(),
         };
@@ -515,6 +528,7 @@ impl Engine {
             Input::Tick => self.on_tick(),
             Input::Flush => self.flush_due(),
         }
+        self.order_sends_for_durability();
         std::mem::take(&mut self.out)
     }
 
@@ -529,6 +543,18 @@ impl Engine {
             .values()
             .map(|held| held.since.saturating_add(self.config.coalesce_window_ms))
             .min()
+    }
+
+    /// Moves the frames that need not wait for this round's writes (see
+    /// [`Outputs::before_writes`]) to the front of `send`.
+    fn order_sends_for_durability(&mut self) {
+        let waits = |id: &ConnId| self.conns.get(id).is_none_or(|c| c.gave_changes);
+        let (mut early, late): (Vec<_>, Vec<_>) = std::mem::take(&mut self.out.send)
+            .into_iter()
+            .partition(|(id, _)| !waits(id));
+        self.out.before_writes = early.len();
+        early.extend(late);
+        self.out.send = early;
     }
 
     /// Organisations currently connected and authenticated.
@@ -1138,8 +1164,11 @@ impl Engine {
             return Err(Fallback::OneByOne);
         }
         let mut changes = Vec::new();
-        for (_, bytes) in messages {
+        for (id, bytes) in messages {
             let message = crate::message::decode(bytes).map_err(|_| Fallback::OneByOne)?;
+            if !message.changes.is_empty() {
+                self.conn(*id).gave_changes = true;
+            }
             // A whole document cannot be merged with other messages' changes
             // into one message; judging it here would only load it twice.
             if provenance::is_document(&message) {
@@ -1402,6 +1431,9 @@ impl Engine {
         let peer = self.peer_of(id);
         let message = crate::message::decode(&bytes)
             .map_err(|e| (ErrorCode::Protocol, format!("malformed sync message: {e}")))?;
+        if !message.changes.is_empty() {
+            self.conn(id).gave_changes = true;
+        }
         if self.sent_before_our_snapshot(id, doc, &message) {
             return Ok(Receipt::Skipped);
         }
@@ -1879,6 +1911,7 @@ impl Engine {
         if list.len() > provenance::MAX_OFFERED {
             return refuse(ErrorCode::TooLarge, "too many attestations in one frame");
         }
+        self.conn(id).gave_changes = true;
         let placed = self.docs.get(&doc).is_some_and(|slot| {
             self.conns
                 .get(&id)

@@ -20,6 +20,9 @@ struct Node {
     engine: Engine,
     store: Store,
     events: Vec<Event>,
+    /// Each round of outputs run: whether it appended changes, its
+    /// `before_writes`, and the connection of each frame, in order.
+    rounds: Vec<(bool, usize, Vec<ConnId>)>,
 }
 
 impl Node {
@@ -34,6 +37,7 @@ impl Node {
             engine: Engine::new(secret, config),
             store: Store::default(),
             events: Vec::new(),
+            rounds: Vec::new(),
         }
     }
 
@@ -50,6 +54,12 @@ impl Node {
     fn run(&mut self, mut out: Outputs, now: u64) -> Vec<(ConnId, Vec<u8>)> {
         let mut frames = Vec::new();
         loop {
+            let appends = out
+                .writes
+                .iter()
+                .any(|w| matches!(w, StorageWrite::Append { .. }));
+            let conns = out.send.iter().map(|(c, _)| *c).collect();
+            self.rounds.push((appends, out.before_writes, conns));
             for write in out.writes.drain(..) {
                 match write {
                     StorageWrite::NewDocument { doc, snapshot, .. } => {
@@ -82,6 +92,7 @@ impl Node {
             );
             out.load.extend(more.load);
             out.writes.extend(more.writes);
+            out.before_writes = more.before_writes;
             out.send.extend(more.send);
             out.events.extend(more.events);
             out.close.extend(more.close);
@@ -604,4 +615,97 @@ fn the_relay_refuses_a_forged_change_and_never_forwards_it() {
     // A reconnects to the relay: the forgery is not forwarded.
     connect(&mut a, &mut relay);
     assert!(!purpose(&a.doc(mou).unwrap()).contains("Forged"));
+}
+
+/// A relay forwards a change to members that never gave it one while it
+/// stores the change (`Outputs::before_writes`), but tells the writer its
+/// heads, which the writer reads as a receipt, only after the writes.
+#[test]
+fn a_relay_forwards_before_its_writes_but_acknowledges_the_writer_after() {
+    let (sa, sm, sr) = (
+        OrgSecret::from_seed([31; 32]),
+        OrgSecret::from_seed([32; 32]),
+        OrgSecret::from_seed([33; 32]),
+    );
+    let actor = new_document_actor(&sa, [0; 8]);
+    let (mut roster, _) =
+        Roster::create("P", &sa.public(), "A", [8; 16], actor.clone(), 1).unwrap();
+    roster
+        .add_member(&sm.public(), "M", Role::DecisionMaker, 1)
+        .unwrap();
+    let mou = DocId::random([6; 16]);
+    roster.add_document(mou, DocKind::Mou, "MOU").unwrap();
+    roster.commit("setup", 1);
+    let (mut agreement, _) = Agreement::create(
+        mou,
+        DocKind::Mou,
+        roster.id(),
+        "MOU",
+        actor,
+        &roster.view(),
+        1,
+    )
+    .unwrap();
+    let p = roster.id();
+    let mut a = Node::new(OrgSecret::from_seed(sa.seed()), PeerRole::Node);
+    a.add_local(p.roster_doc(), p, "roster", roster.doc_mut());
+    a.add_local(mou, p, "mou", agreement.doc_mut());
+    let mut relay = Node::new(OrgSecret::from_seed(sr.seed()), PeerRole::Relay);
+    let (a_to_relay, relay_to_a) = connect(&mut a, &mut relay);
+    let mut m = Node::new(OrgSecret::from_seed(sm.seed()), PeerRole::Node);
+    let out = m.engine.handle(Input::Want { partnership: p }, 0);
+    m.run(out, 0);
+    let (_, relay_to_m) = connect(&mut m, &mut relay);
+    assert!(m.doc(mou).is_some(), "M holds the MOU");
+
+    // A types and hands the change to its engine, as the workspace does.
+    let roster_heads = a.doc(p.roster_doc()).unwrap().get_heads();
+    let mut doc = a
+        .doc(mou)
+        .unwrap()
+        .with_actor(new_document_actor(&sa, [3; 8]));
+    let (_, text) = doc.get(automerge::ROOT, "purpose").unwrap().unwrap();
+    {
+        use automerge::transaction::Transactable;
+        doc.splice_text(&text, 0, 0, "Live. ").unwrap();
+    }
+    let hash = doc
+        .commit_with(CommitOptions::default().with_message(claim::with_claim("", &roster_heads)))
+        .unwrap();
+    let change = doc.get_change_by_hash(&hash).unwrap().raw_bytes().to_vec();
+    a.store.docs.get_mut(&mou).unwrap().1.push(change.clone());
+    let attestation = Attestation::sign(&sa, mou, &doc.get_heads());
+    a.attestations
+        .entry(mou)
+        .or_default()
+        .push(attestation.to_bytes());
+    let out = a.engine.handle(
+        Input::LocalChange {
+            doc: mou,
+            change,
+            attestation: attestation.to_bytes(),
+        },
+        0,
+    );
+    let queue: VecDeque<(bool, Vec<u8>)> =
+        a.run(out, 0).into_iter().map(|(_, f)| (true, f)).collect();
+    relay.rounds.clear();
+    pump(&mut a, &mut relay, a_to_relay, relay_to_a, queue);
+    assert!(purpose(&relay.doc(mou).unwrap()).contains("Live."));
+
+    let (_, before_writes, conns) = relay
+        .rounds
+        .iter()
+        .find(|(appends, _, _)| *appends)
+        .expect("the relay stored A's change");
+    let (early, late) = conns.split_at(*before_writes);
+    assert!(
+        !early.is_empty() && early.iter().all(|c| *c == relay_to_m),
+        "M, who never gave the relay a change, is sent the change at once: {conns:?}"
+    );
+    assert!(
+        late.contains(&relay_to_a),
+        "A's receipt (the relay's heads) waits for the writes: {conns:?}"
+    );
+    assert!(!late.contains(&relay_to_m));
 }

@@ -243,3 +243,47 @@ fn a_replica_without_the_sync_table_reads_no_state() {
     let replica = Replica::open(dir.path()).unwrap();
     assert_eq!(replica.sync_state(&DOC, &PEER).unwrap(), None);
 }
+
+#[test]
+fn only_a_batch_of_sync_states_alone_skips_the_fsync() {
+    let mut states = WriteBatch::new();
+    states.put_sync_state(DOC, PEER, b"s".to_vec()).unwrap();
+    assert!(!states.is_durable_data(), "sync states are a cache");
+
+    let mut mixed = WriteBatch::new();
+    mixed.put_sync_state(DOC, PEER, b"s".to_vec()).unwrap();
+    mixed.append_changes(DOC, vec![1, 2, 3], 1);
+    assert!(
+        mixed.is_durable_data(),
+        "a change in the batch makes it data"
+    );
+
+    let mut heads = WriteBatch::new();
+    heads.set_heads(DOC, vec![[7; 32]]);
+    assert!(heads.is_durable_data());
+}
+
+#[test]
+fn a_sync_state_committed_without_fsync_survives_a_later_durable_commit_and_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let replica = new_replica(dir.path());
+    let mut editor = Editor::new();
+    put_with_heads(&replica, DOC, &mut editor);
+    let mut batch = WriteBatch::new();
+    batch.put_sync_state(DOC, PEER, b"lazy".to_vec()).unwrap();
+    replica.commit(batch).unwrap();
+    assert_eq!(
+        replica.sync_state(&DOC, &PEER).unwrap().as_deref(),
+        Some(&b"lazy"[..])
+    );
+    commit_append(&replica, &mut editor, "after");
+    drop(replica);
+
+    let replica = Replica::open(dir.path()).unwrap();
+    assert_eq!(
+        replica.sync_state(&DOC, &PEER).unwrap().as_deref(),
+        Some(&b"lazy"[..])
+    );
+    let stored = replica.load_document(&DOC).unwrap().unwrap();
+    assert_eq!(stored.changes.len(), 1, "the durable append is there too");
+}
