@@ -1504,9 +1504,21 @@ impl Engine {
             message.changes = ChunkList::empty();
             installed = Some((count, saved));
         }
+        // Seeing heads equal to ours, Automerge takes it that we have told
+        // the peer our heads. We may not have: what we last sent may name
+        // older heads and still be on its way (a snapshot, or a message sent
+        // before a third peer brought us the rest). Arriving after this
+        // message, it would leave the peer sure we lack what it holds; it
+        // then sends us changes we have, which Automerge never answers, and
+        // the peer never sees us in sync. So we tell it our heads.
+        let last_told = state.last_sent_heads.clone();
+        let names_heads = !message.heads.is_empty();
         let applied = catch_unwind(AssertUnwindSafe(|| {
             crate::negotiation::receive(d, &mut state, message)
         }));
+        if names_heads {
+            state.last_sent_heads = last_told;
+        }
         if stripped {
             // Seeing no changes and heads equal to ours, Automerge would take
             // it that the peer knows our heads, and never tell the peer we
@@ -1592,7 +1604,17 @@ impl Engine {
             return false;
         };
         let ours = slot.heads.clone();
-        let nothing_more = message.changes.is_empty()
+        // Our snapshot must have named these heads too: if ours moved on
+        // since, the peer still takes us to hold only the snapshot's, and
+        // Automerge's path tells it better (see `receive_message`).
+        let told_ours = self
+            .conns
+            .get(&id)
+            .and_then(|c| c.docs.get(&doc))
+            .and_then(Option::as_ref)
+            .is_some_and(|state| same_heads(&state.last_sent_heads, &ours));
+        let nothing_more = told_ours
+            && message.changes.is_empty()
             && message.need.is_empty()
             && same_heads(&message.heads, &ours)
             && message

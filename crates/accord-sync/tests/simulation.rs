@@ -1417,3 +1417,112 @@ fn sync_lag_counts_a_peer_behind_until_it_holds_our_change() {
     );
     assert_eq!(lag_of(&mut sim, 1).peers_behind, 0);
 }
+
+// ---- what a node has told each connection -------------------------------------
+
+/// The `Sync` frames for `doc` an external link's peer received from index
+/// `from` of its inbox on, decoded.
+fn syncs_in_inbox(
+    sim: &Sim,
+    link: usize,
+    from: usize,
+    doc: DocId,
+) -> Vec<automerge::sync::Message> {
+    sim.external_inbox(link)[from..]
+        .iter()
+        .filter_map(|f| match f {
+            Some(Frame::Sync { doc: d, message }) if *d == *doc.as_bytes() => {
+                Some(automerge::sync::Message::decode(message).expect("a sync message"))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// Plays `b` on an external link to `a` up to the document lists: `b`
+/// shares `p` and lists `docs` for it.
+fn external_peer_lists(
+    sim: &mut Sim,
+    a: usize,
+    b: usize,
+    p: PartnershipId,
+    docs: Vec<wire::DocEntry>,
+) -> usize {
+    let (key, secret) = (sim.key(b), sim.nodes[b].secret());
+    let link = external_handshake(sim, a, key, &secret);
+    for frame in [
+        Frame::Summary {
+            partnerships: vec![(*p.as_bytes(), None)],
+        },
+        Frame::Documents {
+            partnership: *p.as_bytes(),
+            docs,
+        },
+        Frame::SummaryDone,
+    ] {
+        sim.inject(link, 0, frame.encode());
+    }
+    sim.run_until_quiescent();
+    link
+}
+
+/// Seed 662. A node sends a peer whose list lacks a document the document
+/// whole, and waits for the answer before saying more. Meanwhile its heads
+/// move on, and the peer, which got the same heads elsewhere, sends a first
+/// message naming exactly them. Automerge takes that as "the peer knows our
+/// heads" and would never answer; but the snapshot still on its way names
+/// the older heads, so the peer then takes us to lack what it holds, sends
+/// it, hears nothing back, and never sees us in sync. The node must name
+/// its heads again.
+#[test]
+fn heads_that_moved_past_a_snapshot_in_flight_are_told_again() {
+    let mut sim = Sim::new(8);
+    sim.fixed_latency = Some(5);
+    let a = sim.add_node("org0", [1; 32], PeerRole::Node);
+    let b = sim.add_node("org1", [2; 32], PeerRole::Node);
+    let (p, docs) = sim.create_partnership(a, &[a, b], 1);
+    let doc = *docs
+        .iter()
+        .find(|d| **d != p.roster_doc())
+        .expect("an agreement");
+    // b lists nothing: a sends every document whole.
+    let link = external_peer_lists(&mut sim, a, b, p, Vec::new());
+    let snapshot = syncs_in_inbox(&sim, link, 0, doc);
+    assert_eq!(snapshot.len(), 1, "one snapshot of the agreement");
+    let told = snapshot[0].heads.clone();
+
+    type_key(&mut sim, a, p, doc);
+    sim.run_until_quiescent();
+    let ours = sim.nodes[a].store.docs[&doc].heads.clone();
+    assert_ne!(told, ours);
+
+    // b holds exactly a's new heads (from another peer) and starts as
+    // Automerge does, before a's snapshot reaches it.
+    let mut held = sim.nodes[a].store.load(doc).expect("stored");
+    let first = automerge::sync::SyncDoc::generate_sync_message(
+        &held.sync(),
+        &mut automerge::sync::State::new(),
+    )
+    .expect("a first message");
+    assert_eq!(first.heads.len(), ours.len());
+    let seen = sim.external_inbox(link).len();
+    sim.inject(
+        link,
+        0,
+        Frame::Sync {
+            doc: *doc.as_bytes(),
+            message: first.encode(),
+        }
+        .encode(),
+    );
+    sim.run_until_quiescent();
+    assert!(sim.violations.is_empty(), "{:?}", sim.violations);
+    let answers = syncs_in_inbox(&sim, link, seen, doc);
+    let mut sorted = ours.clone();
+    sorted.sort();
+    assert!(
+        answers.iter().any(|m| m.heads == sorted),
+        "a never told b its heads beyond the snapshot's: {:?}",
+        answers.iter().map(|m| &m.heads).collect::<Vec<_>>()
+    );
+}
