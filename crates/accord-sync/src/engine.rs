@@ -1284,7 +1284,7 @@ impl Engine {
         slot.heads = loaded.get_heads();
         slot.saved_states = states
             .into_iter()
-            .filter_map(|(peer, bytes)| State::decode(&bytes).ok().map(|s| (peer, s)))
+            .filter_map(|(peer, bytes)| State::decode(&bytes).ok().map(|s| (peer, (None, s))))
             .collect();
         slot.residency = Residency::Loaded(Box::new(loaded));
         let inbox = std::mem::take(&mut slot.inbox);
@@ -2167,14 +2167,22 @@ impl Engine {
 
     /// The connection's sync state for `doc`, starting from the state saved
     /// for this peer when there is one.
+    ///
+    /// A state this connection released (see `release_settled`) resumes
+    /// whole. Any other is taken as persisted, what the peer was last known
+    /// to hold: what we said on another connection (`last_sent_heads`,
+    /// `sent_hashes`, ...) was never said on this one. Taken whole, it made
+    /// a second connection to the same peer (a reconnect racing the old
+    /// one's close) stay silent, sure the peer already had our heads.
     fn take_state(&mut self, id: ConnId, doc: DocId, peer: OrgKey) -> State {
         if let Some(Some(state)) = self.conn(id).docs.get_mut(&doc).map(Option::take) {
             return state;
         }
-        self.docs
-            .get(&doc)
-            .and_then(|s| s.saved_states.get(&peer).cloned())
-            .unwrap_or_default()
+        match self.docs.get(&doc).and_then(|s| s.saved_states.get(&peer)) {
+            Some((released_by, state)) if *released_by == Some(id) => state.clone(),
+            Some((_, state)) => State::decode(&state.encode()).unwrap_or_default(),
+            None => State::default(),
+        }
     }
 
     /// Offers a changed document to every connection that may have it;
@@ -2556,7 +2564,7 @@ impl Engine {
         self.conn(id).snapshots.clear();
         for (doc, state) in &settled {
             if let (Some(slot), Some(state)) = (self.docs.get_mut(doc), state) {
-                slot.saved_states.insert(peer, state.clone());
+                slot.saved_states.insert(peer, (Some(id), state.clone()));
                 // The peer's list is from before this sync: what it holds now
                 // is what it last told us (else the next change would go as a
                 // snapshot again, see `peer_lacks`).

@@ -1526,3 +1526,44 @@ fn heads_that_moved_past_a_snapshot_in_flight_are_told_again() {
         answers.iter().map(|m| &m.heads).collect::<Vec<_>>()
     );
 }
+
+/// Seed 301. A connection settles and leaves its sync states in memory;
+/// a second connection to the same organisation (a reconnect racing the
+/// old one's close, or two at once) must not resume them: they record what
+/// was said on the first. Resumed, a peer listing older heads than we last
+/// told the first connection got nothing at all on the second.
+#[test]
+fn a_second_connection_to_a_peer_does_not_resume_the_firsts_conversation() {
+    let mut sim = Sim::new(9);
+    sim.fixed_latency = Some(5);
+    // Seed [1; 32]: keeps settled documents loaded (and their states in memory).
+    let a = sim.add_node("org0", [1; 32], PeerRole::Node);
+    let b = sim.add_node("org1", [2; 32], PeerRole::Node);
+    let (p, docs) = sim.create_partnership(a, &[a, b], 1);
+    let doc = *docs
+        .iter()
+        .find(|d| **d != p.roster_doc())
+        .expect("an agreement");
+    sim.nodes[b].joined.insert(p);
+    sim.input(b, Input::Want { partnership: p });
+    let first = sim.connect(b, a, true).expect("connected");
+    sim.run_until_quiescent();
+    let before = sim.nodes[a].store.docs[&doc].heads.clone();
+    type_key(&mut sim, a, p, doc);
+    sim.run_until_quiescent();
+    assert!(sim.nodes[a].in_sync_on(first) && sim.nodes[b].in_sync_on(first));
+
+    // b again, on a second connection, listing the agreement as it was
+    // before the key (as a peer restored from an older copy would).
+    let entries = vec![wire::DocEntry {
+        id: *doc.as_bytes(),
+        kind: sim.nodes[a].store.docs[&doc].kind.clone(),
+        heads: before.iter().map(|h| h.0).collect(),
+    }];
+    let link = external_peer_lists(&mut sim, a, b, p, entries);
+    assert!(sim.violations.is_empty(), "{:?}", sim.violations);
+    assert!(
+        !syncs_in_inbox(&sim, link, 0, doc).is_empty(),
+        "a said nothing of the agreement to a peer that listed older heads"
+    );
+}
