@@ -96,6 +96,9 @@ pub struct KeystrokeArgs {
     /// Repetitions; medians are reported.
     #[arg(long, default_value_t = 3)]
     rounds: usize,
+    /// A's coalescing window in ms (default: the node's).
+    #[arg(long, default_value_t = accord_node::NODE_COALESCE_WINDOW_MS)]
+    window: u64,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -222,7 +225,8 @@ fn main() -> Result<()> {
             return trust_costs::run(&Trace::load(&a.trace)?, a.keystrokes, a.rounds);
         }
         Command::SyncKeystrokes(a) => {
-            return sync_keystrokes::run(&Trace::load(&a.trace)?, a.keystrokes, a.rounds);
+            let trace = Trace::load(&a.trace)?;
+            return sync_keystrokes::run(&trace, a.keystrokes, a.rounds, a.window);
         }
         _ => {}
     }

@@ -163,6 +163,11 @@ pub struct Peer {
     pub seed: [u8; 32],
     pub role: PeerRole,
     pub coalesce: bool,
+    /// The engine's `coalesce_window_ms` (0 unless a benchmark sets it).
+    pub coalesce_window_ms: u64,
+    /// Where the engine's clock starts; `None` keeps it at 0 (benchmarks
+    /// that never wait on engine time).
+    pub epoch: Option<Instant>,
     pub engine: Engine,
     pub store: Store,
     /// Documents the engine asked to load (rosters included).
@@ -170,6 +175,9 @@ pub struct Peer {
     /// Time spent inside the engine, in all, and in the longest single call.
     pub busy: Duration,
     pub longest_call: Duration,
+    /// When the engine call that produced the last `Append` started.
+    pub append_call_started: Option<Instant>,
+    call_started: Option<Instant>,
     /// Time spent applying the engine's writes to the store.
     pub storing: Duration,
 }
@@ -180,7 +188,9 @@ impl Peer {
             seed,
             role,
             coalesce,
-            engine: Engine::new(OrgSecret::from_seed(seed), config(role, coalesce)),
+            coalesce_window_ms: 0,
+            epoch: None,
+            engine: Engine::new(OrgSecret::from_seed(seed), config(role, coalesce, 0)),
             store: Store {
                 signer: Some(seed),
                 ..Store::default()
@@ -188,6 +198,8 @@ impl Peer {
             loads: Vec::new(),
             busy: Duration::ZERO,
             longest_call: Duration::ZERO,
+            append_call_started: None,
+            call_started: None,
             storing: Duration::ZERO,
         }
     }
@@ -201,7 +213,7 @@ impl Peer {
     pub fn restart(&mut self) {
         self.engine = Engine::new(
             OrgSecret::from_seed(self.seed),
-            config(self.role, self.coalesce),
+            config(self.role, self.coalesce, self.coalesce_window_ms),
         );
         let known: Vec<Input> = self
             .store
@@ -227,11 +239,18 @@ impl Peer {
 
     fn timed(&mut self, input: Input) -> Outputs {
         let start = Instant::now();
-        let out = self.engine.handle(input, 0);
+        self.call_started = Some(start);
+        let out = self.engine.handle(input, self.now());
         let took = start.elapsed();
         self.busy += took;
         self.longest_call = self.longest_call.max(took);
         out
+    }
+
+    /// The engine's clock: milliseconds since `epoch`.
+    pub fn now(&self) -> u64 {
+        self.epoch
+            .map_or(0, |epoch| epoch.elapsed().as_millis() as u64)
     }
 
     /// Does the outputs in the driver's order: writes, sends, loads.
@@ -251,6 +270,9 @@ impl Peer {
         let mut frames = Vec::new();
         loop {
             for w in out.writes.drain(..) {
+                if matches!(w, StorageWrite::Append { .. }) {
+                    self.append_call_started = self.call_started;
+                }
                 on_write(&w);
                 let start = Instant::now();
                 self.store.apply(w);
@@ -284,10 +306,11 @@ impl Peer {
     }
 }
 
-fn config(role: PeerRole, coalesce: bool) -> EngineConfig {
+fn config(role: PeerRole, coalesce: bool, coalesce_window_ms: u64) -> EngineConfig {
     EngineConfig {
         role,
         coalesce,
+        coalesce_window_ms,
         ..EngineConfig::default()
     }
 }

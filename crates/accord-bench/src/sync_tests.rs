@@ -4,6 +4,7 @@ use crate::sync_merge::{Concurrent, Txn, raw};
 use crate::sync_reconnect::{reconnect, setup};
 use crate::trace::{Patch, Trace, replay_plain};
 use crate::{sync_clone, sync_keystrokes};
+use std::time::Duration;
 
 fn patches(n: usize) -> Vec<Patch> {
     let mut out = Vec::new();
@@ -49,14 +50,26 @@ fn sync_clone_direct_relay_and_raw_reach_end_content() {
 }
 
 #[test]
-fn sync_keystrokes_reach_the_receiver_one_by_one() {
+fn sync_keystrokes_reach_the_receiver_one_by_one_without_a_window() {
     let t = trace(300);
     let f = sync_clone::fixture(&t).unwrap();
-    // run_once checks that A ends with B's text.
-    let run = sync_keystrokes::run_once(&f, 20).unwrap();
-    assert_eq!(run.end_to_end.len(), 20);
+    // run_once checks that A ends with B's text (and stored every keystroke).
+    let run = sync_keystrokes::run_once(&f, 20, 0, Duration::ZERO).unwrap();
+    assert_eq!(run.batch_sizes, vec![1; 20]);
     assert_eq!(run.raw_apply.len(), 20);
-    assert!(run.receiver_busy > std::time::Duration::ZERO);
+    assert!(run.receiver_busy > Duration::ZERO);
+}
+
+#[test]
+fn sync_keystrokes_inside_a_window_are_applied_together() {
+    let t = trace(300);
+    let f = sync_clone::fixture(&t).unwrap();
+    // Typed as fast as the engines go, well inside a 200 ms window (the
+    // run waits for A's deadline on the real clock, once or twice).
+    let run = sync_keystrokes::run_once(&f, 20, 200, Duration::ZERO).unwrap();
+    assert_eq!(run.batch_sizes.iter().sum::<usize>(), 20);
+    assert!(run.batch_sizes.len() < 20, "{:?}", run.batch_sizes);
+    assert_eq!(run.raw_apply.len(), run.batch_sizes.len());
 }
 
 #[test]

@@ -28,6 +28,11 @@ const MAX_BATCH: usize = 512;
 /// How often `/metrics`' sync lag is recomputed.
 const LAG_REFRESH_MS: u64 = 1_000;
 
+/// The engine is ticked at least this often while idle (handshake
+/// deadlines, unloading idle documents); held sync messages get a tick at
+/// their own deadline.
+const IDLE_TICK: Duration = Duration::from_secs(1);
+
 /// Frames waiting to go out on one connection. Bounded: a peer that does
 /// not read is disconnected rather than allowed to grow our memory.
 pub const OUTBOX_FRAMES: usize = 256;
@@ -184,7 +189,7 @@ impl Driver {
 
     fn run(&mut self, rx: mpsc::Receiver<Command>) {
         loop {
-            let command = match rx.recv_timeout(Duration::from_secs(1)) {
+            let command = match rx.recv_timeout(self.until_tick()) {
                 Ok(command) => command,
                 Err(mpsc::RecvTimeoutError::Timeout) => Command::Tick,
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
@@ -194,7 +199,8 @@ impl Driver {
             }
             self.on_command(command);
             // Take everything else already waiting, then apply the sync
-            // messages among them together (see `EngineConfig::coalesce`).
+            // messages among them together (see `EngineConfig::coalesce`;
+            // with a window, those whose window has passed).
             let mut stop = false;
             for _ in 0..MAX_BATCH {
                 match rx.try_recv() {
@@ -217,6 +223,18 @@ impl Driver {
             let _ = conn.outbox.try_send(Outbound::Close);
         }
         tracing::info!("sync engine stopped");
+    }
+
+    /// How long to wait for a command before ticking the engine: until its
+    /// next deadline (held sync messages whose coalescing window passes
+    /// then; see `Engine::next_deadline`), and at most [`IDLE_TICK`]. A
+    /// command arriving first is followed by `Flush`, which applies what
+    /// is due just as well, so a held change is never stranded.
+    fn until_tick(&self) -> Duration {
+        match self.engine.next_deadline() {
+            Some(at) => Duration::from_millis(at.saturating_sub(self.now())).min(IDLE_TICK),
+            None => IDLE_TICK,
+        }
     }
 
     /// Tells the engine about every stored document and joined partnership.

@@ -17,7 +17,7 @@ mod server;
 
 pub use dialer::DialError;
 pub use driver::NodeEvent;
-pub use node::{Node, NodeHandle, NodeOptions, SyncOutcome, SyncReport};
+pub use node::{NODE_COALESCE_WINDOW_MS, Node, NodeHandle, NodeOptions, SyncOutcome, SyncReport};
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]

@@ -363,6 +363,17 @@ async fn wait_for_sync(
     }
 }
 
+/// An organisation's node holds received changes this long before applying
+/// them (`EngineConfig::coalesce_window_ms`). On a 260k-change document an
+/// apply costs ~35 ms whether it carries one keystroke or a hundred, so
+/// under 15% of a core allows about four applies (with their answers) a
+/// second: at 250 ms a partner typing ten keys a second costs at most four
+/// (measured: 9% of a core, against 53% applying every keystroke; see
+/// `sync-keystrokes` in BENCHMARKS.md), and each change waits at most a
+/// quarter of a second. Relays apply at once: a window there would add its
+/// delay to every hop between two partners.
+pub const NODE_COALESCE_WINDOW_MS: u64 = 250;
+
 fn engine_config(options: &NodeOptions) -> EngineConfig {
     EngineConfig {
         role: if options.relay {
@@ -372,6 +383,11 @@ fn engine_config(options: &NodeOptions) -> EngineConfig {
         },
         allowed_creators: options.allowed_creators.clone(),
         coalesce: true,
+        coalesce_window_ms: if options.relay {
+            0
+        } else {
+            NODE_COALESCE_WINDOW_MS
+        },
         ..EngineConfig::default()
     }
 }

@@ -32,12 +32,48 @@ struct NewChanges {
     snapshot: Option<Vec<u8>>,
 }
 
+/// Whether a received sync message waits to be applied with others.
+enum Holding {
+    /// Apply it now (nothing of its document is held).
+    No,
+    /// Hold it until its document's window passes (or `Flush`).
+    Window,
+    /// Hold it behind the document's held messages, and apply them all now.
+    Now,
+}
+
+/// What receiving one sync message came to.
+enum Receipt {
+    /// Not received now (parked, waiting for a load, or stale).
+    Skipped,
+    /// Received; the sender may be owed an answer.
+    Received,
+    /// Received, and its changes already offered back to the sender.
+    Answered,
+}
+
 /// Why messages held for one document are not applied together.
 enum Fallback {
     /// Nothing was applied: take them one at a time (which judges precisely).
     OneByOne,
     /// Applying failed part-way: reload the document first.
     Reload,
+}
+
+/// Most bytes of received sync messages held for one document before they
+/// are applied regardless of the coalescing window (or of `Input::Flush`):
+/// a fast sender cannot grow our memory, and a large burst is applied as
+/// soon as it is worth one call.
+const MAX_HELD_BYTES: usize = 1024 * 1024;
+
+/// Received sync messages for one document, held to be applied together
+/// (see `EngineConfig::coalesce`).
+#[derive(Default)]
+struct Held {
+    /// When the oldest of them arrived (engine time, ms).
+    since: u64,
+    bytes: usize,
+    messages: Vec<(ConnId, Vec<u8>)>,
 }
 
 /// Most refused changes remembered per document.
@@ -70,6 +106,23 @@ pub struct EngineConfig {
     /// about the same for one change as for a hundred, so a runtime that
     /// drains its queue before flushing keeps up with fast typists.
     pub coalesce: bool,
+    /// With `coalesce`: hold a document's received changes until the
+    /// oldest held message is this many milliseconds old, then apply them
+    /// in one call and answer each connection once (on `Tick` or `Flush`,
+    /// whichever comes first after the window; see
+    /// [`Engine::next_deadline`]). 0 applies them at the next `Flush`.
+    ///
+    /// Why a window: an Automerge apply on a large document costs about
+    /// the same for one change as for a hundred (~35 ms on a 260k-change
+    /// document), and so does the answer. A person typing ten keys a
+    /// second sends ten messages a second, far too slowly for a queue to
+    /// form, so without a window each keystroke costs a whole apply and
+    /// answer (over half a core). A window of `W` ms caps the applies at
+    /// `1000 / W` a second per document whatever the typing speed, and
+    /// delays each change by at most `W`. Messages without changes (pure
+    /// negotiation) are not held unless others are (order is kept), nor
+    /// are whole documents or rosters, so round trips are not slowed.
+    pub coalesce_window_ms: u64,
     /// How long a document stays in memory after its last conversation
     /// settled. Loading a large document costs as much as a second, so
     /// unloading it at once made a receiver reload it for every keystroke
@@ -84,6 +137,7 @@ impl Default for EngineConfig {
             allowed_creators: None,
             handshake_timeout_ms: 10_000,
             coalesce: false,
+            coalesce_window_ms: 0,
             keep_loaded_ms: 60_000,
         }
     }
@@ -123,9 +177,11 @@ pub enum Input {
     },
     /// We joined a partnership whose roster we do not hold yet.
     Want { partnership: PartnershipId },
-    /// Time passed (for handshake deadlines).
+    /// Time passed: handshake deadlines, idle documents, and held sync
+    /// messages whose coalescing window has passed (see [`Engine::next_deadline`]).
     Tick,
-    /// Apply the sync messages held since the last flush (with `coalesce`).
+    /// Apply the held sync messages that are due: all of them without a
+    /// coalescing window, else those whose window has passed (with `coalesce`).
     Flush,
 }
 
@@ -350,8 +406,9 @@ pub struct Engine {
     next_conn: u64,
     now: u64,
     out: Outputs,
-    /// Received sync messages per document, waiting for `Input::Flush`.
-    inbound: BTreeMap<DocId, Vec<(ConnId, Vec<u8>)>>,
+    /// Received sync messages per document, waiting for `Input::Flush` or
+    /// for their coalescing window to pass.
+    inbound: BTreeMap<DocId, Held>,
     /// Each partnership's roster, readable at past versions, for judging
     /// changes; dropped whenever the roster changes.
     rosters: BTreeMap<PartnershipId, RosterHistory>,
@@ -470,10 +527,23 @@ impl Engine {
             } => self.on_local_change(doc, &change, &attestation),
             Input::Want { partnership } => self.on_want(partnership),
             Input::Tick => self.on_tick(),
-            Input::Flush => self.flush_inbound(),
+            Input::Flush => self.flush_due(),
         }
         self.order_sends_for_durability();
         std::mem::take(&mut self.out)
+    }
+
+    /// When the engine next has work to do without further input: the
+    /// earliest time (engine ms, as passed to `handle`) at which held sync
+    /// messages become due. The runtime sends `Input::Tick` then (or
+    /// later), so a held change is never stranded; `None` while nothing
+    /// is held. Handshake deadlines and idle unloading need no precise
+    /// tick and are not included.
+    pub fn next_deadline(&self) -> Option<u64> {
+        self.inbound
+            .values()
+            .map(|held| held.since.saturating_add(self.config.coalesce_window_ms))
+            .min()
     }
 
     /// Moves the frames that need not wait for this round's writes (see
@@ -845,11 +915,68 @@ impl Engine {
             return Ok(());
         }
         // Rosters are small and decide membership: never held back.
-        if self.config.coalesce && doc != slot.partnership.roster_doc() {
-            self.inbound.entry(doc).or_default().push((id, message));
-            return Ok(());
+        let is_roster = doc == slot.partnership.roster_doc();
+        if !self.config.coalesce || is_roster {
+            return self.apply_message(id, doc, message);
         }
-        self.apply_message(id, doc, message)
+        match self.holding(doc, &message) {
+            Holding::No => self.apply_message(id, doc, message),
+            Holding::Window => {
+                self.hold(id, doc, message, false);
+                Ok(())
+            }
+            Holding::Now => {
+                self.hold(id, doc, message, true);
+                Ok(())
+            }
+        }
+    }
+
+    /// Whether a received sync message for `doc` waits with the others
+    /// (see `EngineConfig::coalesce_window_ms`).
+    fn holding(&self, doc: DocId, message: &[u8]) -> Holding {
+        if self.config.coalesce_window_ms == 0 {
+            return Holding::Window;
+        }
+        let behind_others = self.inbound.contains_key(&doc);
+        let Ok(decoded) = crate::message::decode(message) else {
+            // Applied at once, it fails its sender (after any held ones).
+            return if behind_others {
+                Holding::Now
+            } else {
+                Holding::No
+            };
+        };
+        if provenance::is_document(&decoded) {
+            // A whole document cannot be coalesced, and its sender waits on it.
+            return if behind_others {
+                Holding::Now
+            } else {
+                Holding::No
+            };
+        }
+        if behind_others || !decoded.changes.is_empty() {
+            Holding::Window
+        } else {
+            Holding::No
+        }
+    }
+
+    /// Holds a message; applies the document's held messages at once when
+    /// `now` or when they exceed [`MAX_HELD_BYTES`]. Failures close only
+    /// the connections concerned.
+    fn hold(&mut self, id: ConnId, doc: DocId, message: Vec<u8>, now: bool) {
+        let since = self.now;
+        let held = self.inbound.entry(doc).or_insert_with(|| Held {
+            since,
+            ..Held::default()
+        });
+        held.bytes += message.len();
+        held.messages.push((id, message));
+        if now || held.bytes > MAX_HELD_BYTES {
+            let held = self.inbound.remove(&doc).unwrap_or_default();
+            self.apply_held(doc, held.messages);
+        }
     }
 
     /// A sync message for a document we cannot place yet: typically a
@@ -904,60 +1031,119 @@ impl Engine {
         started
     }
 
-    /// Applies every held message: one Automerge apply per document for all
-    /// their changes, then each message's negotiation part in order.
-    fn flush_inbound(&mut self) {
-        for (doc, messages) in std::mem::take(&mut self.inbound) {
-            let messages: Vec<(ConnId, Vec<u8>)> = messages
-                .into_iter()
-                .filter(|(c, _)| self.conns.contains_key(c))
-                .collect();
-            if messages.is_empty() {
+    /// Applies the held messages that are due: all of them without a
+    /// window, else those of documents whose oldest message has waited
+    /// the whole window.
+    fn flush_due(&mut self) {
+        let window = self.config.coalesce_window_ms;
+        let now = self.now;
+        let due: Vec<DocId> = self
+            .inbound
+            .iter()
+            .filter(|(_, held)| window == 0 || held.since.saturating_add(window) <= now)
+            .map(|(doc, _)| *doc)
+            .collect();
+        for doc in due {
+            if let Some(held) = self.inbound.remove(&doc) {
+                self.apply_held(doc, held.messages);
+            }
+        }
+    }
+
+    /// Applies one document's held messages: one Automerge apply for all
+    /// their changes, then each message's negotiation part in order, then
+    /// one answer per connection (an answer costs about as much as an
+    /// apply on a large document).
+    fn apply_held(&mut self, doc: DocId, messages: Vec<(ConnId, Vec<u8>)>) {
+        let messages: Vec<(ConnId, Vec<u8>)> = messages
+            .into_iter()
+            .filter(|(c, _)| self.conns.contains_key(c))
+            .collect();
+        if messages.is_empty() {
+            return;
+        }
+        let recorded = match self.preapply_held(doc, &messages) {
+            Some(recorded) => recorded,
+            None => {
+                for (id, message) in messages {
+                    if self.conns.contains_key(&id)
+                        && let Err((code, text)) = self.apply_message(id, doc, message)
+                    {
+                        self.fail(id, code, text);
+                    }
+                }
+                return;
+            }
+        };
+        let mut senders = BTreeSet::new();
+        for (id, message) in messages {
+            if !self.conns.contains_key(&id) {
                 continue;
             }
-            if messages.len() > 1 {
-                match self.preapply(doc, &messages) {
-                    Ok(Some((changes, heads))) => {
-                        let (first, _) = messages[0];
-                        let peer = self.peer_of(first);
-                        let new = NewChanges {
-                            count: changes.len() as u64,
-                            changes,
-                            snapshot: None,
-                        };
-                        if let Err((code, text)) =
-                            self.record_changes(first, doc, peer, &new, heads)
-                        {
-                            self.fail(first, code, text);
-                        }
-                    }
-                    Ok(None) | Err(Fallback::OneByOne) => {}
-                    Err(Fallback::Reload) => {
-                        // Could not apply them together: reload the document (a
-                        // never-stored one starts empty again) and let each message
-                        // be applied on its own, failing only its sender.
-                        let stored = self.docs.get(&doc).is_some_and(|s| s.stored);
-                        let Some(slot) = self.docs.get_mut(&doc) else {
-                            continue;
-                        };
-                        if stored {
-                            slot.residency = Residency::Unloaded;
-                            slot.inbox.extend(messages);
-                            self.request_load(doc);
-                            continue;
-                        }
-                        slot.residency = Residency::Loaded(Box::default());
-                    }
+            match self.receive_message(id, doc, message, true) {
+                Ok(Receipt::Skipped) => {}
+                Ok(_) => {
+                    senders.insert(id);
                 }
+                Err((code, text)) => self.fail(id, code, text),
             }
-            for (id, message) in messages {
-                if !self.conns.contains_key(&id) {
-                    continue;
-                }
-                if let Err((code, text)) = self.apply_message(id, doc, message) {
-                    self.fail(id, code, text);
-                }
+        }
+        let answered = if recorded {
+            self.push_to_peers(doc)
+        } else {
+            Vec::new()
+        };
+        for id in senders {
+            if !self.conns.contains_key(&id) {
+                continue;
             }
+            if !answered.contains(&id) {
+                self.pump(id, doc);
+            }
+            self.check_in_sync(id);
+        }
+    }
+
+    /// Applies the changes of several held messages together and records
+    /// them. `Some(recorded)` when the messages are then to be received for
+    /// their negotiation only; `None` to apply them one at a time.
+    fn preapply_held(&mut self, doc: DocId, messages: &[(ConnId, Vec<u8>)]) -> Option<bool> {
+        match self.preapply(doc, messages) {
+            Ok(Some((changes, heads))) => {
+                let (first, _) = messages[0];
+                let peer = self.peer_of(first);
+                let new = NewChanges {
+                    count: changes.len() as u64,
+                    changes,
+                    snapshot: None,
+                };
+                if let Err((code, text)) = self.record_changes(first, doc, peer, &new, heads) {
+                    self.fail(first, code, text);
+                }
+                Some(true)
+            }
+            Ok(None) => Some(false),
+            Err(Fallback::OneByOne) => None,
+            Err(Fallback::Reload) => {
+                self.reload_after_failed_preapply(doc);
+                None
+            }
+        }
+    }
+
+    /// Applying held messages together failed part-way: reload the
+    /// document (a never-stored one starts empty again) so that each
+    /// message is applied on its own, failing only its sender.
+    fn reload_after_failed_preapply(&mut self, doc: DocId) {
+        let stored = self.docs.get(&doc).is_some_and(|s| s.stored);
+        let Some(slot) = self.docs.get_mut(&doc) else {
+            return;
+        };
+        if stored {
+            slot.residency = Residency::Unloaded;
+            self.request_load(doc);
+        } else {
+            slot.residency = Residency::Loaded(Box::default());
         }
     }
 
@@ -1003,9 +1189,18 @@ impl Engine {
             flags: None,
             version: automerge::sync::MessageVersion::V1,
         };
+        let pending = self.docs.get(&doc).map(|s| s.pending.clone());
         match self.screen(doc, &combined) {
             Ok(Ok(screened)) if screened.refused.is_empty() && screened.keep.is_none() => {}
-            _ => return Err(Fallback::OneByOne),
+            _ => {
+                // Judging them together may have set later messages' changes
+                // aside as waiting (for one an earlier message brings, or one
+                // it gets refused); one at a time judges each afresh, in order.
+                if let (Some(slot), Some(pending)) = (self.docs.get_mut(&doc), pending) {
+                    slot.pending = pending;
+                }
+                return Err(Fallback::OneByOne);
+            }
         }
         let Some(d) = self.docs.get_mut(&doc).and_then(DocSlot::doc_mut) else {
             return Err(Fallback::OneByOne);
@@ -1090,7 +1285,7 @@ impl Engine {
         slot.heads = loaded.get_heads();
         slot.saved_states = states
             .into_iter()
-            .filter_map(|(peer, bytes)| State::decode(&bytes).ok().map(|s| (peer, s)))
+            .filter_map(|(peer, bytes)| State::decode(&bytes).ok().map(|s| (peer, (None, s))))
             .collect();
         slot.residency = Residency::Loaded(Box::new(loaded));
         let inbox = std::mem::take(&mut slot.inbox);
@@ -1180,6 +1375,7 @@ impl Engine {
     }
 
     fn on_tick(&mut self) {
+        self.flush_due();
         let loaded: Vec<DocId> = self
             .docs
             .iter()
@@ -1211,6 +1407,28 @@ impl Engine {
     /// applied drops the in-memory copy (it is reloaded from the replica,
     /// which only ever received whole, applied changes) and fails the connection.
     fn apply_message(&mut self, id: ConnId, doc: DocId, bytes: Vec<u8>) -> Result {
+        match self.receive_message(id, doc, bytes, false)? {
+            Receipt::Skipped => {}
+            Receipt::Received => {
+                self.pump(id, doc);
+                self.check_in_sync(id);
+            }
+            // Asking Automerge again would cost as much and say nothing.
+            Receipt::Answered => self.check_in_sync(id),
+        }
+        Ok(())
+    }
+
+    /// [`Engine::apply_message`] without necessarily answering the sender.
+    /// `preapplied`: its changes were applied with the rest of its batch
+    /// (see `preapply`), and only its negotiation is left to receive.
+    fn receive_message(
+        &mut self,
+        id: ConnId,
+        doc: DocId,
+        bytes: Vec<u8>,
+        preapplied: bool,
+    ) -> Result<Receipt> {
         let peer = self.peer_of(id);
         let message = crate::message::decode(&bytes)
             .map_err(|e| (ErrorCode::Protocol, format!("malformed sync message: {e}")))?;
@@ -1218,22 +1436,28 @@ impl Engine {
             self.conn(id).gave_changes = true;
         }
         if self.sent_before_our_snapshot(id, doc, &message) {
-            return Ok(());
+            return Ok(Receipt::Skipped);
         }
         let Some(slot) = self.docs.get_mut(&doc) else {
-            return Ok(());
+            return Ok(Receipt::Skipped);
         };
         if slot.doc_mut().is_none() {
             // Dropped earlier in this round: apply after reloading.
             slot.inbox.push((id, bytes));
             self.request_load(doc);
-            return Ok(());
+            return Ok(Receipt::Skipped);
         }
         if slot.parked.iter().any(|(c, _)| *c == id) {
             // Keep this peer's messages for the document in order.
-            return self.park(id, doc, bytes);
+            return self.park(id, doc, bytes).map(|()| Receipt::Skipped);
         }
         let mut message = message;
+        // Automerge would parse and look up every change again, at about
+        // the cost of applying them.
+        let stripped = preapplied && !message.changes.is_empty();
+        if stripped {
+            message.changes = ChunkList::empty();
+        }
         let whole_document = provenance::is_document(&message);
         if whole_document && self.holds_all(doc, &message.heads) {
             // Another connection brought the same document first: a saved
@@ -1243,7 +1467,7 @@ impl Engine {
         }
         tracing::debug!(conn = id.0, %doc, heads = ?message.heads, need = ?message.need, changes = message.changes.len(), "sync message in");
         let screened = match self.screen(doc, &message) {
-            Err(NotYet::Roster) => return self.park(id, doc, bytes),
+            Err(NotYet::Roster) => return self.park(id, doc, bytes).map(|()| Receipt::Skipped),
             Ok(Err(e)) => return refuse(ErrorCode::Protocol, e),
             Ok(Ok(screened)) => screened,
         };
@@ -1264,10 +1488,10 @@ impl Engine {
         }
         let mut state = self.take_state(id, doc, peer);
         let Some(slot) = self.docs.get_mut(&doc) else {
-            return Ok(());
+            return Ok(Receipt::Skipped);
         };
         let Some(d) = slot.doc_mut() else {
-            return Ok(());
+            return Ok(Receipt::Skipped);
         };
         let before = d.get_heads();
         let mut installed = None;
@@ -1281,9 +1505,27 @@ impl Engine {
             message.changes = ChunkList::empty();
             installed = Some((count, saved));
         }
+        // Seeing heads equal to ours, Automerge takes it that we have told
+        // the peer our heads. We may not have: what we last sent may name
+        // older heads and still be on its way (a snapshot, or a message sent
+        // before a third peer brought us the rest). Arriving after this
+        // message, it would leave the peer sure we lack what it holds; it
+        // then sends us changes we have, which Automerge never answers, and
+        // the peer never sees us in sync. So we tell it our heads.
+        let last_told = state.last_sent_heads.clone();
+        let names_heads = !message.heads.is_empty();
         let applied = catch_unwind(AssertUnwindSafe(|| {
-            d.sync().receive_sync_message(&mut state, message)
+            crate::negotiation::receive(d, &mut state, message)
         }));
+        if names_heads {
+            state.last_sent_heads = last_told;
+        }
+        if stripped {
+            // Seeing no changes and heads equal to ours, Automerge would take
+            // it that the peer knows our heads, and never tell the peer we
+            // now hold its changes.
+            state.have_responded = false;
+        }
         if whole_document {
             // The sender of a whole document waits to hear our heads, even
             // when Automerge, seeing them equal to the message's, would not
@@ -1326,10 +1568,11 @@ impl Engine {
         self.conn(id).docs.insert(doc, Some(state));
         if new_changes.count > 0 {
             self.record_changes(id, doc, peer, &new_changes, after)?;
+            if self.push_to_peers(doc).contains(&id) {
+                return Ok(Receipt::Answered);
+            }
         }
-        self.pump(id, doc);
-        self.check_in_sync(id);
-        Ok(())
+        Ok(Receipt::Received)
     }
 
     /// Whether `message` was sent before the peer received the snapshot of
@@ -1362,7 +1605,17 @@ impl Engine {
             return false;
         };
         let ours = slot.heads.clone();
-        let nothing_more = message.changes.is_empty()
+        // Our snapshot must have named these heads too: if ours moved on
+        // since, the peer still takes us to hold only the snapshot's, and
+        // Automerge's path tells it better (see `receive_message`).
+        let told_ours = self
+            .conns
+            .get(&id)
+            .and_then(|c| c.docs.get(&doc))
+            .and_then(Option::as_ref)
+            .is_some_and(|state| same_heads(&state.last_sent_heads, &ours));
+        let nothing_more = told_ours
+            && message.changes.is_empty()
             && message.need.is_empty()
             && same_heads(&message.heads, &ours)
             && message
@@ -1405,7 +1658,9 @@ impl Engine {
         !heads.is_empty() && heads.iter().all(|h| d.get_change_meta_by_hash(h).is_some())
     }
 
-    /// Persists and announces changes received from `peer`, and forwards them.
+    /// Persists and announces changes received from `peer`; the caller
+    /// then forwards them (`push_to_peers`), once the messages that brought
+    /// them have been received.
     fn record_changes(
         &mut self,
         id: ConnId,
@@ -1487,7 +1742,6 @@ impl Engine {
             self.wanted.remove(&p);
             self.roster_changed(p);
         }
-        self.push_to_peers(doc);
         Ok(())
     }
 
@@ -1914,23 +2168,32 @@ impl Engine {
 
     /// The connection's sync state for `doc`, starting from the state saved
     /// for this peer when there is one.
+    ///
+    /// A state this connection released (see `release_settled`) resumes
+    /// whole. Any other is taken as persisted, what the peer was last known
+    /// to hold: what we said on another connection (`last_sent_heads`,
+    /// `sent_hashes`, ...) was never said on this one. Taken whole, it made
+    /// a second connection to the same peer (a reconnect racing the old
+    /// one's close) stay silent, sure the peer already had our heads.
     fn take_state(&mut self, id: ConnId, doc: DocId, peer: OrgKey) -> State {
         if let Some(Some(state)) = self.conn(id).docs.get_mut(&doc).map(Option::take) {
             return state;
         }
-        self.docs
-            .get(&doc)
-            .and_then(|s| s.saved_states.get(&peer).cloned())
-            .unwrap_or_default()
+        match self.docs.get(&doc).and_then(|s| s.saved_states.get(&peer)) {
+            Some((released_by, state)) if *released_by == Some(id) => state.clone(),
+            Some((_, state)) => State::decode(&state.encode()).unwrap_or_default(),
+            None => State::default(),
+        }
     }
 
-    /// Offers a changed document to every connection that may have it.
-    fn push_to_peers(&mut self, doc: DocId) {
+    /// Offers a changed document to every connection that may have it;
+    /// returns the connections offered it.
+    fn push_to_peers(&mut self, doc: DocId) -> Vec<ConnId> {
         let Some(p) = self.docs.get(&doc).map(|s| s.partnership) else {
-            return;
+            return Vec::new();
         };
         if !self.listed(p, doc) {
-            return;
+            return Vec::new();
         }
         let ids: Vec<ConnId> = self
             .conns
@@ -1938,7 +2201,7 @@ impl Engine {
             .filter(|(_, c)| c.shared.contains(&p))
             .map(|(id, _)| *id)
             .collect();
-        for id in ids {
+        for &id in &ids {
             if !self.conn(id).docs.contains_key(&doc) {
                 self.announce(id, p, doc);
                 if self.start_from_early(id, doc) {
@@ -1949,6 +2212,7 @@ impl Engine {
             self.conn(id).in_sync = false;
             self.pump(id, doc);
         }
+        ids
     }
 
     /// Tells a peer that `doc` exists, unless its list already named it: a
@@ -2301,7 +2565,7 @@ impl Engine {
         self.conn(id).snapshots.clear();
         for (doc, state) in &settled {
             if let (Some(slot), Some(state)) = (self.docs.get_mut(doc), state) {
-                slot.saved_states.insert(peer, state.clone());
+                slot.saved_states.insert(peer, (Some(id), state.clone()));
                 // The peer's list is from before this sync: what it holds now
                 // is what it last told us (else the next change would go as a
                 // snapshot again, see `peer_lacks`).

@@ -29,6 +29,7 @@
 mod engine;
 mod handshake;
 mod message;
+mod negotiation;
 mod provenance;
 mod registry;
 pub mod wire;

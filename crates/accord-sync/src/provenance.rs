@@ -395,17 +395,23 @@ impl Attestations {
     /// Moves offered attestations whose heads `doc` now holds into `held`,
     /// dropping held ones of the same organisation that they supersede.
     /// Returns what to store and what to delete.
+    ///
+    /// They are taken oldest first (see [`height`]): a partner typing sends
+    /// one attestation per keystroke, and a batch of them taken in id
+    /// order made each earlier one look for a later one in its past,
+    /// walking [`SUPERSEDE_WALK`] changes for nothing.
     pub fn settle(&mut self, doc: &mut AutoCommit) -> (Vec<Attestation>, Vec<[u8; 32]>) {
-        let ready: Vec<[u8; 32]> = self
-            .offered
-            .iter()
-            .filter(|(_, a)| {
-                a.heads
-                    .iter()
-                    .all(|h| doc.get_change_meta_by_hash(h).is_some())
-            })
-            .map(|(id, _)| *id)
-            .collect();
+        let mut ready: Vec<([u8; 32], u64)> = Vec::new();
+        for (id, a) in &self.offered {
+            if a.heads
+                .iter()
+                .all(|h| doc.get_change_meta_by_hash(h).is_some())
+            {
+                ready.push((*id, height(doc, &a.heads)));
+            }
+        }
+        ready.sort_by_key(|(_, height)| *height);
+        let ready = ready.into_iter().map(|(id, _)| id);
         let mut added = Vec::new();
         let mut dropped = Vec::new();
         for id in ready {
@@ -482,6 +488,17 @@ fn superseded(doc: &mut AutoCommit, old: &[ChangeHash], new: &[ChangeHash]) -> b
 }
 
 const SUPERSEDE_WALK: usize = 8192;
+
+/// The highest start op of `heads`: a change's start op exceeds those of
+/// its dependencies (unless they made no ops), so heads in the causal past
+/// of others have a lower height.
+fn height(doc: &mut AutoCommit, heads: &[ChangeHash]) -> u64 {
+    heads
+        .iter()
+        .filter_map(|h| doc.get_change_meta_by_hash(h).map(|m| m.start_op))
+        .max()
+        .unwrap_or(0)
+}
 
 /// Reads `heads` as if the `refused` changes did not exist: each refused
 /// head is replaced by its dependencies, recursively. Peers keep naming

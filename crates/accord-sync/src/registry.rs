@@ -32,8 +32,10 @@ pub(crate) struct DocSlot {
     pub residency: Residency,
     /// False for a document first seen from a peer, until its first content is stored.
     pub stored: bool,
-    /// Sync states persisted for each peer, available once loaded.
-    pub saved_states: BTreeMap<OrgKey, State>,
+    /// Sync states persisted for each peer, available once loaded, with the
+    /// connection that left each one in memory (`None` when read from the
+    /// replica): only that connection may carry on its conversation.
+    pub saved_states: BTreeMap<OrgKey, (Option<ConnId>, State)>,
     /// Sync messages that arrived before the document was loaded.
     pub inbox: Vec<(ConnId, Vec<u8>)>,
     /// Connections to send a sync message to once loaded.

@@ -1283,6 +1283,113 @@ fn a_clone_sends_each_document_once_and_no_bloom_filter_of_its_history() {
     );
 }
 
+// ---- coalescing window ---------------------------------------------------------
+
+/// Node `n` types one character at the start of `doc`'s title and commits it.
+fn type_key(sim: &mut Sim, n: usize, p: PartnershipId, doc: DocId) {
+    let roster = sim.load_roster(n, p).expect("roster").view();
+    let mut agreement = sim.load_agreement(n, doc).expect("agreement");
+    let title = agreement.text_obj("title", &roster).expect("title");
+    agreement
+        .splice_text(&title, 0, 0, "k")
+        .expect("typed a key");
+    let change = agreement
+        .commit("key", sim.wall_seconds(n))
+        .expect("a change");
+    let heads = agreement.doc_mut().get_heads();
+    sim.commit_local(n, doc, change.bytes, heads);
+}
+
+/// `doc`'s changes node `n` applied from peers, one entry per apply.
+fn applies(sim: &Sim, n: usize, doc: DocId) -> Vec<u64> {
+    sim.nodes[n]
+        .events
+        .iter()
+        .filter_map(|(_, e)| match e {
+            Event::DocumentUpdated {
+                doc: d, changes, ..
+            } if *d == doc => Some(*changes),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Sync frames about `doc` delivered to node `to` on `link`.
+fn syncs_to(sim: &Sim, link: usize, to: usize, doc: DocId) -> usize {
+    let side = sim.links[link]
+        .ends
+        .iter()
+        .position(|e| e.node() == Some(to))
+        .expect("an end of the link");
+    sim.links[link].delivered[side]
+        .iter()
+        .filter(|f| matches!(f, Some(Frame::Sync { doc: d, .. }) if *d == *doc.as_bytes()))
+        .count()
+}
+
+#[test]
+fn a_coalescing_window_applies_a_burst_of_keystrokes_once_and_answers_once() {
+    const KEYS: u64 = 5;
+    let (mut sim, p, docs, links) = synced_world(2, 1, false);
+    // org1 keeps what it receives in memory (as a node does), and a fast
+    // link brings each keystroke well inside the window.
+    sim.nodes[1].keep_loaded_ms = 60_000;
+    sim.crash(1);
+    sim.restart(1);
+    sim.fixed_latency = Some(10);
+    let link = reconnect_all(&mut sim, &links)[0];
+    let doc = docs[0];
+    // A first keystroke loads the document on org1.
+    type_key(&mut sim, 0, p, doc);
+    sim.run_until_quiescent();
+    let window = sim.nodes[1].coalesce_window_ms.expect("org1 coalesces");
+    assert!(window >= 200, "a window wider than the burst: {window} ms");
+    let (applied_before, answers_before) =
+        (applies(&sim, 1, doc).len(), syncs_to(&sim, link, 0, doc));
+    for _ in 0..KEYS {
+        type_key(&mut sim, 0, p, doc);
+        // Ten keys a second, each delivered as it is typed; org1 ticks
+        // every time (never yet at its deadline).
+        sim.advance(20);
+    }
+    assert!(
+        applies(&sim, 1, doc).len() == applied_before,
+        "nothing applied inside the window"
+    );
+    let engine = sim.nodes[1].engine.as_ref().expect("running");
+    let deadline = engine.next_deadline().expect("keystrokes are held");
+    // The deadline in simulated time (org1's clock runs `clock(1) - now` ahead).
+    let at = deadline - (sim.clock(1) - sim.now);
+    assert!(at > sim.now, "the window has not passed yet");
+    sim.now = at - 1;
+    sim.input(1, Input::Tick);
+    assert_eq!(
+        applies(&sim, 1, doc).len(),
+        applied_before,
+        "not before the deadline"
+    );
+    // Nothing but a Tick at the deadline: every keystroke in one apply.
+    sim.now = at;
+    sim.input(1, Input::Tick);
+    assert_eq!(
+        applies(&sim, 1, doc)[applied_before..],
+        [KEYS],
+        "one apply of all the keystrokes"
+    );
+    assert_eq!(
+        sim.nodes[1].engine.as_ref().and_then(|e| e.next_deadline()),
+        None
+    );
+    sim.run_until_quiescent();
+    assert_eq!(
+        syncs_to(&sim, link, 0, doc) - answers_before,
+        1,
+        "one answer for the whole window"
+    );
+    assert!(sim.violations.is_empty(), "{:?}", sim.violations);
+    assert_same(&sim, p, &[0, 1]);
+}
+
 #[test]
 fn sync_lag_counts_a_peer_behind_until_it_holds_our_change() {
     let (mut sim, p, _, _) = synced_world(2, 1, false);
@@ -1309,4 +1416,154 @@ fn sync_lag_counts_a_peer_behind_until_it_holds_our_change() {
         "caught up"
     );
     assert_eq!(lag_of(&mut sim, 1).peers_behind, 0);
+}
+
+// ---- what a node has told each connection -------------------------------------
+
+/// The `Sync` frames for `doc` an external link's peer received from index
+/// `from` of its inbox on, decoded.
+fn syncs_in_inbox(
+    sim: &Sim,
+    link: usize,
+    from: usize,
+    doc: DocId,
+) -> Vec<automerge::sync::Message> {
+    sim.external_inbox(link)[from..]
+        .iter()
+        .filter_map(|f| match f {
+            Some(Frame::Sync { doc: d, message }) if *d == *doc.as_bytes() => {
+                Some(automerge::sync::Message::decode(message).expect("a sync message"))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// Plays `b` on an external link to `a` up to the document lists: `b`
+/// shares `p` and lists `docs` for it.
+fn external_peer_lists(
+    sim: &mut Sim,
+    a: usize,
+    b: usize,
+    p: PartnershipId,
+    docs: Vec<wire::DocEntry>,
+) -> usize {
+    let (key, secret) = (sim.key(b), sim.nodes[b].secret());
+    let link = external_handshake(sim, a, key, &secret);
+    for frame in [
+        Frame::Summary {
+            partnerships: vec![(*p.as_bytes(), None)],
+        },
+        Frame::Documents {
+            partnership: *p.as_bytes(),
+            docs,
+        },
+        Frame::SummaryDone,
+    ] {
+        sim.inject(link, 0, frame.encode());
+    }
+    sim.run_until_quiescent();
+    link
+}
+
+/// Seed 662. A node sends a peer whose list lacks a document the document
+/// whole, and waits for the answer before saying more. Meanwhile its heads
+/// move on, and the peer, which got the same heads elsewhere, sends a first
+/// message naming exactly them. Automerge takes that as "the peer knows our
+/// heads" and would never answer; but the snapshot still on its way names
+/// the older heads, so the peer then takes us to lack what it holds, sends
+/// it, hears nothing back, and never sees us in sync. The node must name
+/// its heads again.
+#[test]
+fn heads_that_moved_past_a_snapshot_in_flight_are_told_again() {
+    let mut sim = Sim::new(8);
+    sim.fixed_latency = Some(5);
+    let a = sim.add_node("org0", [1; 32], PeerRole::Node);
+    let b = sim.add_node("org1", [2; 32], PeerRole::Node);
+    let (p, docs) = sim.create_partnership(a, &[a, b], 1);
+    let doc = *docs
+        .iter()
+        .find(|d| **d != p.roster_doc())
+        .expect("an agreement");
+    // b lists nothing: a sends every document whole.
+    let link = external_peer_lists(&mut sim, a, b, p, Vec::new());
+    let snapshot = syncs_in_inbox(&sim, link, 0, doc);
+    assert_eq!(snapshot.len(), 1, "one snapshot of the agreement");
+    let told = snapshot[0].heads.clone();
+
+    type_key(&mut sim, a, p, doc);
+    sim.run_until_quiescent();
+    let ours = sim.nodes[a].store.docs[&doc].heads.clone();
+    assert_ne!(told, ours);
+
+    // b holds exactly a's new heads (from another peer) and starts as
+    // Automerge does, before a's snapshot reaches it.
+    let mut held = sim.nodes[a].store.load(doc).expect("stored");
+    let first = automerge::sync::SyncDoc::generate_sync_message(
+        &held.sync(),
+        &mut automerge::sync::State::new(),
+    )
+    .expect("a first message");
+    assert_eq!(first.heads.len(), ours.len());
+    let seen = sim.external_inbox(link).len();
+    sim.inject(
+        link,
+        0,
+        Frame::Sync {
+            doc: *doc.as_bytes(),
+            message: first.encode(),
+        }
+        .encode(),
+    );
+    sim.run_until_quiescent();
+    assert!(sim.violations.is_empty(), "{:?}", sim.violations);
+    let answers = syncs_in_inbox(&sim, link, seen, doc);
+    let mut sorted = ours.clone();
+    sorted.sort();
+    assert!(
+        answers.iter().any(|m| m.heads == sorted),
+        "a never told b its heads beyond the snapshot's: {:?}",
+        answers.iter().map(|m| &m.heads).collect::<Vec<_>>()
+    );
+}
+
+/// Seed 301. A connection settles and leaves its sync states in memory;
+/// a second connection to the same organisation (a reconnect racing the
+/// old one's close, or two at once) must not resume them: they record what
+/// was said on the first. Resumed, a peer listing older heads than we last
+/// told the first connection got nothing at all on the second.
+#[test]
+fn a_second_connection_to_a_peer_does_not_resume_the_firsts_conversation() {
+    let mut sim = Sim::new(9);
+    sim.fixed_latency = Some(5);
+    // Seed [1; 32]: keeps settled documents loaded (and their states in memory).
+    let a = sim.add_node("org0", [1; 32], PeerRole::Node);
+    let b = sim.add_node("org1", [2; 32], PeerRole::Node);
+    let (p, docs) = sim.create_partnership(a, &[a, b], 1);
+    let doc = *docs
+        .iter()
+        .find(|d| **d != p.roster_doc())
+        .expect("an agreement");
+    sim.nodes[b].joined.insert(p);
+    sim.input(b, Input::Want { partnership: p });
+    let first = sim.connect(b, a, true).expect("connected");
+    sim.run_until_quiescent();
+    let before = sim.nodes[a].store.docs[&doc].heads.clone();
+    type_key(&mut sim, a, p, doc);
+    sim.run_until_quiescent();
+    assert!(sim.nodes[a].in_sync_on(first) && sim.nodes[b].in_sync_on(first));
+
+    // b again, on a second connection, listing the agreement as it was
+    // before the key (as a peer restored from an older copy would).
+    let entries = vec![wire::DocEntry {
+        id: *doc.as_bytes(),
+        kind: sim.nodes[a].store.docs[&doc].kind.clone(),
+        heads: before.iter().map(|h| h.0).collect(),
+    }];
+    let link = external_peer_lists(&mut sim, a, b, p, entries);
+    assert!(sim.violations.is_empty(), "{:?}", sim.violations);
+    assert!(
+        !syncs_in_inbox(&sim, link, 0, doc).is_empty(),
+        "a said nothing of the agreement to a peer that listed older heads"
+    );
 }

@@ -312,6 +312,9 @@ pub struct SimNode {
     pub clock_skew_ms: i64,
     /// The engine's `keep_loaded_ms` (applied at start and restart).
     pub keep_loaded_ms: u64,
+    /// The engine's coalescing window (`coalesce` with
+    /// `coalesce_window_ms`), or `None` to apply every message at once.
+    pub coalesce_window_ms: Option<u64>,
     /// Documents the engine asked the store to load.
     pub loads: u64,
     pub conns: BTreeMap<ConnId, usize>,
@@ -329,6 +332,8 @@ impl SimNode {
             role: self.role,
             allowed_creators: None,
             keep_loaded_ms: self.keep_loaded_ms,
+            coalesce: self.coalesce_window_ms.is_some(),
+            coalesce_window_ms: self.coalesce_window_ms.unwrap_or(0),
             ..EngineConfig::default()
         }
     }
@@ -560,10 +565,27 @@ impl Sim {
             // Half the nodes unload documents as soon as they settle, so
             // the reload paths stay exercised; the others keep them warm.
             keep_loaded_ms: if seed[0].is_multiple_of(2) { 0 } else { 2_000 },
+            // A quarter of the nodes apply received changes at once, a
+            // quarter hold them until `Flush` (sent after each delivery, as
+            // the node's driver does after draining its queue), the others
+            // for a short or a node-sized window, so every path stays
+            // exercised (ticks come at the engines' deadlines).
+            coalesce_window_ms: match seed[1] % 4 {
+                0 => None,
+                1 => Some(0),
+                2 => Some(250),
+                _ => Some(40),
+            },
             loads: 0,
             conns: BTreeMap::new(),
             events: Vec::new(),
         };
+        if self.print_trace {
+            eprintln!(
+                "{name}: coalescing window {:?} ms, keep loaded {} ms",
+                node.coalesce_window_ms, node.keep_loaded_ms
+            );
+        }
         node.engine = Some(Engine::new(secret, node.config()));
         self.nodes.push(node);
         self.groups.push(0);
@@ -1045,12 +1067,56 @@ impl Sim {
         best
     }
 
-    /// Delivers the next message in flight; false when there is none.
+    /// Delivers the next message in flight (or ticks an engine whose
+    /// deadline comes first); false when there is nothing left to do.
     pub fn step(&mut self) -> bool {
         self.step_until(u64::MAX)
     }
 
+    /// The earliest engine deadline (see `Engine::next_deadline`), in
+    /// simulated time (never before now), and whose it is.
+    fn next_deadline(&self) -> Option<(u64, usize)> {
+        let mut best: Option<(u64, usize)> = None;
+        for (n, node) in self.nodes.iter().enumerate() {
+            let Some(deadline) = node.engine.as_ref().and_then(Engine::next_deadline) else {
+                continue;
+            };
+            let at = deadline as i64 - EPOCH_MS - node.clock_skew_ms;
+            let at = u64::try_from(at).unwrap_or(0).max(self.now);
+            if best.is_none_or(|b| at < b.0) {
+                best = Some((at, n));
+            }
+        }
+        best
+    }
+
+    /// Ticks the engine whose deadline comes before the next message (and
+    /// by `limit`), as a runtime's timer would; false when there is none.
+    fn tick_due(&mut self, limit: u64) -> bool {
+        let Some((at, n)) = self.next_deadline() else {
+            return false;
+        };
+        let next_msg = self.next_msg().map_or(u64::MAX, |m| m.0);
+        if at > limit || at > next_msg {
+            return false;
+        }
+        self.now = at;
+        if self.print_trace {
+            eprintln!("t={at} tick {} (deadline)", self.nodes[n].name);
+        }
+        self.trace.update(b"tick");
+        self.trace.update((n as u64).to_le_bytes());
+        self.trace.update(self.now.to_le_bytes());
+        self.input(n, Input::Tick);
+        true
+    }
+
+    /// Delivers the next message in flight, or ticks the engine whose
+    /// deadline comes first; false when there is neither (by `limit`).
     fn step_until(&mut self, limit: u64) -> bool {
+        if self.tick_due(limit) {
+            return true;
+        }
         let Some((at, _, link, to)) = self.next_msg() else {
             return false;
         };
@@ -1089,8 +1155,17 @@ impl Sim {
                         name(&l.ends[1 - to]),
                         name(&l.ends[to]),
                         Frame::decode(&bytes).map(|f| match f {
-                            Frame::Sync { doc, message } =>
-                                format!("Sync {} ({} bytes)", DocId::from_bytes(doc), message.len()),
+                            Frame::Sync { doc, message } => format!(
+                                "Sync {} ({} bytes; changes/heads/need/have {:?})",
+                                DocId::from_bytes(doc),
+                                message.len(),
+                                automerge::sync::Message::decode(&message).map(|m| (
+                                    m.changes.len(),
+                                    m.heads.len(),
+                                    m.need.len(),
+                                    m.have.len()
+                                ))
+                            ),
                             other => format!("{other:.300?}"),
                         })
                     );
@@ -1100,6 +1175,9 @@ impl Sim {
                         if *open {
                             let (node, conn) = (*node, *conn);
                             self.input(node, Input::Received { conn, bytes });
+                            if self.nodes[node].coalesce_window_ms == Some(0) {
+                                self.input(node, Input::Flush);
+                            }
                         }
                     }
                     End::External { inbox, open } => {
@@ -1144,7 +1222,8 @@ impl Sim {
         }
     }
 
-    /// Delivers messages until none are in flight.
+    /// Delivers messages (and ticks engines at their deadlines) until
+    /// nothing is in flight or held.
     pub fn run_until_quiescent(&mut self) {
         let mut steps = 0u64;
         while self.step() {
