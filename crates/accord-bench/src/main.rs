@@ -114,8 +114,10 @@ pub struct FanoutArgs {
     rate: f64,
     /// Leading edits (and bare messages) left out of the steady-state figures
     /// and reported on their own: the first edit after connecting finds the
-    /// document cold on the relay and on every subscriber.
-    #[arg(long, default_value_t = 1)]
+    /// document cold on the relay and on every subscriber, and at 100
+    /// subscribers takes longer (up to ~640 ms) than the 500 ms to the next
+    /// edit, which then queues behind it.
+    #[arg(long, default_value_t = 2)]
     warmup: usize,
     /// Also write the results as JSON to this file.
     #[arg(long)]
