@@ -24,6 +24,9 @@ pub const MAX_WRITE_BUFFER: usize = 4 * 1024 * 1024;
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 const PING_EVERY: Duration = Duration::from_secs(30);
 const SEND_TIMEOUT: Duration = Duration::from_secs(30);
+/// Frames written to a socket before one flush (bounded so one busy
+/// connection's write cannot grow without limit; the outbox is bounded too).
+const WRITE_BATCH: usize = 64;
 
 /// What arrives on a websocket, whichever library produced it.
 #[derive(Debug)]
@@ -109,7 +112,25 @@ pub async fn run<I, O>(
             },
             out = frames.recv() => match out {
                 Some(Outbound::Frame(bytes)) => {
-                    if !send_with_deadline(&mut outgoing, Outgoing::Frame(bytes)).await {
+                    // Whatever else the engine has queued goes in the same write:
+                    // a change's `Attest` and `Sync` frames then leave together.
+                    let mut batch = vec![Outgoing::Frame(bytes)];
+                    let mut closing = false;
+                    while batch.len() < WRITE_BATCH {
+                        match frames.try_recv() {
+                            Ok(Outbound::Frame(bytes)) => batch.push(Outgoing::Frame(bytes)),
+                            Ok(Outbound::Close) => {
+                                closing = true;
+                                break;
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    if !send_all_with_deadline(&mut outgoing, batch).await {
+                        break;
+                    }
+                    if closing {
+                        let _ = send_with_deadline(&mut outgoing, Outgoing::Close).await;
                         break;
                     }
                 }
@@ -140,6 +161,20 @@ pub async fn run<I, O>(
         }
     }
     driver.send(Command::Disconnected { conn });
+}
+
+/// Feeds `batch` to the socket and flushes once, all within the send deadline.
+async fn send_all_with_deadline<O: Sink<Outgoing> + Unpin>(
+    outgoing: &mut O,
+    batch: Vec<Outgoing>,
+) -> bool {
+    let write = async {
+        for message in batch {
+            outgoing.feed(message).await?;
+        }
+        outgoing.flush().await
+    };
+    matches!(tokio::time::timeout(SEND_TIMEOUT, write).await, Ok(Ok(())))
 }
 
 async fn send_with_deadline<O: Sink<Outgoing> + Unpin>(
