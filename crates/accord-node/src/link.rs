@@ -114,33 +114,22 @@ pub async fn run<I, O>(
                 Some(Outbound::Frame(bytes)) => {
                     // Whatever else the engine has queued goes in the same write:
                     // a change's `Attest` and `Sync` frames then leave together.
-                    let mut batch = vec![Outgoing::Frame(bytes)];
-                    let mut closing = false;
-                    while batch.len() < WRITE_BATCH {
-                        match frames.try_recv() {
-                            Ok(Outbound::Frame(bytes)) => batch.push(Outgoing::Frame(bytes)),
-                            Ok(Outbound::Close) => {
-                                closing = true;
-                                break;
-                            }
-                            Err(_) => break,
-                        }
-                    }
-                    if !send_all_with_deadline(&mut outgoing, batch).await {
-                        break;
-                    }
-                    if closing {
+                    let (batch, closing) = with_queued(bytes, &mut frames, WRITE_BATCH);
+                    let sent = send_all_with_deadline(&mut outgoing, batch).await;
+                    if sent && closing {
                         let _ = send_with_deadline(&mut outgoing, Outgoing::Close).await;
+                    }
+                    if !sent || closing {
                         break;
                     }
                 }
                 Some(Outbound::Close) | None => {
                     // Flush what the engine queued before the close (its error frame).
+                    let mut batch = Vec::new();
                     while let Ok(Outbound::Frame(bytes)) = frames.try_recv() {
-                        if !send_with_deadline(&mut outgoing, Outgoing::Frame(bytes)).await {
-                            break;
-                        }
+                        batch.push(Outgoing::Frame(bytes));
                     }
+                    let _ = send_all_with_deadline(&mut outgoing, batch).await;
                     let _ = send_with_deadline(&mut outgoing, Outgoing::Close).await;
                     break;
                 }
@@ -161,6 +150,24 @@ pub async fn run<I, O>(
         }
     }
     driver.send(Command::Disconnected { conn });
+}
+
+/// `first` and up to `limit - 1` frames queued behind it; whether a close
+/// came next.
+fn with_queued(
+    first: Vec<u8>,
+    frames: &mut mpsc::Receiver<Outbound>,
+    limit: usize,
+) -> (Vec<Outgoing>, bool) {
+    let mut batch = vec![Outgoing::Frame(first)];
+    while batch.len() < limit {
+        match frames.try_recv() {
+            Ok(Outbound::Frame(bytes)) => batch.push(Outgoing::Frame(bytes)),
+            Ok(Outbound::Close) => return (batch, true),
+            Err(_) => break,
+        }
+    }
+    (batch, false)
 }
 
 /// Feeds `batch` to the socket and flushes once, all within the send deadline.

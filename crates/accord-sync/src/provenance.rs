@@ -569,6 +569,15 @@ mod tests {
         assert!(a.offered.is_empty());
     }
 
+    /// The first author (seed [1; 32]) commits another change to `d` and
+    /// attests its new heads: an attestation that supersedes `earlier`.
+    fn a_later_change_by_the_first(d: &mut AutoCommit, earlier: &Attestation) -> Attestation {
+        d.set_actor(automerge::ActorId::from([1; 16]));
+        d.put(ROOT, "by", 4u64).expect("put");
+        d.commit();
+        Attestation::sign(&OrgSecret::from_seed([1; 32]), earlier.doc, &d.get_heads())
+    }
+
     /// A later attestation of the same organisation supersedes its earlier
     /// one; other organisations' stay.
     #[test]
@@ -578,14 +587,7 @@ mod tests {
             held: attestations.iter().map(|x| (x.id(), x.clone())).collect(),
             ..Attestations::default()
         };
-        d.set_actor(automerge::ActorId::from([1; 16]));
-        d.put(ROOT, "by", 4u64).expect("put");
-        d.commit();
-        let later = Attestation::sign(
-            &OrgSecret::from_seed([1; 32]),
-            attestations[0].doc,
-            &d.get_heads(),
-        );
+        let later = a_later_change_by_the_first(&mut d, &attestations[0]);
         a.offer(later.doc, later.clone()).expect("valid");
         let (added, dropped) = a.settle(&mut d);
         assert_eq!(added.len(), 1);
@@ -602,14 +604,7 @@ mod tests {
         let mut a = Attestations::default();
         a.offer(attestations[0].doc, attestations[0].clone())
             .expect("valid");
-        d.set_actor(automerge::ActorId::from([1; 16]));
-        d.put(ROOT, "by", 4u64).expect("put");
-        d.commit();
-        let later = Attestation::sign(
-            &OrgSecret::from_seed([1; 32]),
-            attestations[0].doc,
-            &d.get_heads(),
-        );
+        let later = a_later_change_by_the_first(&mut d, &attestations[0]);
         a.offer(later.doc, later.clone()).expect("valid");
         let (added, dropped) = a.settle(&mut d);
         assert_eq!(

@@ -1466,6 +1466,22 @@ fn external_peer_lists(
     link
 }
 
+/// A world of two node organisations (seeds [1; 32] and [2; 32]) with
+/// fixed latency, `a` having created a partnership of both: the sim, `a`,
+/// `b`, the partnership and its agreement.
+fn two_members(seed: u64) -> (Sim, usize, usize, PartnershipId, DocId) {
+    let mut sim = Sim::new(seed);
+    sim.fixed_latency = Some(5);
+    let a = sim.add_node("org0", [1; 32], PeerRole::Node);
+    let b = sim.add_node("org1", [2; 32], PeerRole::Node);
+    let (p, docs) = sim.create_partnership(a, &[a, b], 1);
+    let doc = *docs
+        .iter()
+        .find(|d| **d != p.roster_doc())
+        .expect("an agreement");
+    (sim, a, b, p, doc)
+}
+
 /// Seed 662. A node sends a peer whose list lacks a document the document
 /// whole, and waits for the answer before saying more. Meanwhile its heads
 /// move on, and the peer, which got the same heads elsewhere, sends a first
@@ -1476,15 +1492,7 @@ fn external_peer_lists(
 /// its heads again.
 #[test]
 fn heads_that_moved_past_a_snapshot_in_flight_are_told_again() {
-    let mut sim = Sim::new(8);
-    sim.fixed_latency = Some(5);
-    let a = sim.add_node("org0", [1; 32], PeerRole::Node);
-    let b = sim.add_node("org1", [2; 32], PeerRole::Node);
-    let (p, docs) = sim.create_partnership(a, &[a, b], 1);
-    let doc = *docs
-        .iter()
-        .find(|d| **d != p.roster_doc())
-        .expect("an agreement");
+    let (mut sim, a, b, p, doc) = two_members(8);
     // b lists nothing: a sends every document whole.
     let link = external_peer_lists(&mut sim, a, b, p, Vec::new());
     let snapshot = syncs_in_inbox(&sim, link, 0, doc);
@@ -1534,16 +1542,8 @@ fn heads_that_moved_past_a_snapshot_in_flight_are_told_again() {
 /// told the first connection got nothing at all on the second.
 #[test]
 fn a_second_connection_to_a_peer_does_not_resume_the_firsts_conversation() {
-    let mut sim = Sim::new(9);
-    sim.fixed_latency = Some(5);
-    // Seed [1; 32]: keeps settled documents loaded (and their states in memory).
-    let a = sim.add_node("org0", [1; 32], PeerRole::Node);
-    let b = sim.add_node("org1", [2; 32], PeerRole::Node);
-    let (p, docs) = sim.create_partnership(a, &[a, b], 1);
-    let doc = *docs
-        .iter()
-        .find(|d| **d != p.roster_doc())
-        .expect("an agreement");
+    // Node seed [1; 32] keeps settled documents loaded (and their states in memory).
+    let (mut sim, a, b, p, doc) = two_members(9);
     sim.nodes[b].joined.insert(p);
     sim.input(b, Input::Want { partnership: p });
     let first = sim.connect(b, a, true).expect("connected");

@@ -243,16 +243,74 @@ struct Trust {
     mou: DocId,
 }
 
-fn trust_setup(m_role: Role) -> Trust {
-    let (sa, sm) = (
-        OrgSecret::from_seed([11; 32]),
-        OrgSecret::from_seed([12; 32]),
-    );
-    let actor = new_document_actor(&sa, [0; 8]);
+/// `text` typed at the start of `doc`'s purpose on `node`'s stored copy by
+/// `actor`, committed with a claim on `node`'s roster heads, as the
+/// workspace does: the change's hash, bytes, and the document's new heads.
+fn type_into(
+    node: &Node,
+    p: accord_model::PartnershipId,
+    doc: DocId,
+    actor: automerge::ActorId,
+    text: &str,
+) -> (automerge::ChangeHash, Vec<u8>, Vec<automerge::ChangeHash>) {
+    let roster_heads = node.doc(p.roster_doc()).unwrap().get_heads();
+    let mut d = node.doc(doc).unwrap().with_actor(actor);
+    let (_, purpose) = d.get(automerge::ROOT, "purpose").unwrap().unwrap();
+    {
+        use automerge::transaction::Transactable;
+        d.splice_text(&purpose, 0, 0, text).unwrap();
+    }
+    let hash = d
+        .commit_with(CommitOptions::default().with_message(claim::with_claim("", &roster_heads)))
+        .unwrap();
+    let change = d.get_change_by_hash(&hash).unwrap().raw_bytes().to_vec();
+    (hash, change, d.get_heads())
+}
+
+impl Node {
+    /// Stores a local change and `signer`'s attestation of `heads`, then
+    /// hands both to the engine, as the workspace does.
+    fn local_change(
+        &mut self,
+        doc: DocId,
+        change: Vec<u8>,
+        signer: &OrgSecret,
+        heads: Vec<automerge::ChangeHash>,
+    ) -> Outputs {
+        self.store
+            .docs
+            .get_mut(&doc)
+            .unwrap()
+            .1
+            .push(change.clone());
+        let attestation = Attestation::sign(signer, doc, &heads);
+        self.attestations
+            .entry(doc)
+            .or_default()
+            .push(attestation.to_bytes());
+        let input = Input::LocalChange {
+            doc,
+            change,
+            attestation: attestation.to_bytes(),
+        };
+        self.engine.handle(input, 0)
+    }
+}
+
+/// A's node holding a new partnership (A creator, M with `m_role`) and its
+/// MOU: the node, the partnership and the MOU.
+fn creator_with_mou(
+    sa: &OrgSecret,
+    sm: &OrgSecret,
+    m_role: Role,
+    roster_seed: u8,
+    mou_seed: u8,
+) -> (Node, accord_model::PartnershipId, DocId) {
+    let actor = new_document_actor(sa, [0; 8]);
     let (mut roster, _) =
-        Roster::create("P", &sa.public(), "A", [6; 16], actor.clone(), 1).unwrap();
+        Roster::create("P", &sa.public(), "A", [roster_seed; 16], actor.clone(), 1).unwrap();
     roster.add_member(&sm.public(), "M", m_role, 1).unwrap();
-    let mou = DocId::random([8; 16]);
+    let mou = DocId::random([mou_seed; 16]);
     roster.add_document(mou, DocKind::Mou, "MOU").unwrap();
     roster.commit("setup", 1);
     let (mut agreement, _) = Agreement::create(
@@ -269,9 +327,63 @@ fn trust_setup(m_role: Role) -> Trust {
     let mut a = Node::new(OrgSecret::from_seed(sa.seed()), PeerRole::Node);
     a.add_local(p.roster_doc(), p, "roster", roster.doc_mut());
     a.add_local(mou, p, "mou", agreement.doc_mut());
+    (a, p, mou)
+}
+
+/// M's node, wanting partnership `p` (as after `accord join`).
+fn joiner(sm: &OrgSecret, p: accord_model::PartnershipId) -> Node {
     let mut m = Node::new(OrgSecret::from_seed(sm.seed()), PeerRole::Node);
     let out = m.engine.handle(Input::Want { partnership: p }, 0);
     m.run(out, 0);
+    m
+}
+
+/// A (creator, writer) and M (decision maker) in one partnership with an
+/// MOU, both connected to a relay; M joined through the relay.
+struct RelayWorld {
+    a: Node,
+    m: Node,
+    relay: Node,
+    sa: OrgSecret,
+    sm: OrgSecret,
+    p: accord_model::PartnershipId,
+    mou: DocId,
+    /// (A's side, the relay's side) of each connection.
+    a_link: (ConnId, ConnId),
+    m_link: (ConnId, ConnId),
+}
+
+fn relay_world(seeds: [u8; 3], roster_seed: u8, mou_seed: u8) -> RelayWorld {
+    let (sa, sm, sr) = (
+        OrgSecret::from_seed([seeds[0]; 32]),
+        OrgSecret::from_seed([seeds[1]; 32]),
+        OrgSecret::from_seed([seeds[2]; 32]),
+    );
+    let (mut a, p, mou) = creator_with_mou(&sa, &sm, Role::DecisionMaker, roster_seed, mou_seed);
+    let mut relay = Node::new(sr, PeerRole::Relay);
+    let a_link = connect(&mut a, &mut relay);
+    let mut m = joiner(&sm, p);
+    let m_link = connect(&mut m, &mut relay);
+    RelayWorld {
+        a,
+        m,
+        relay,
+        sa,
+        sm,
+        p,
+        mou,
+        a_link,
+        m_link,
+    }
+}
+
+fn trust_setup(m_role: Role) -> Trust {
+    let (sa, sm) = (
+        OrgSecret::from_seed([11; 32]),
+        OrgSecret::from_seed([12; 32]),
+    );
+    let (mut a, p, mou) = creator_with_mou(&sa, &sm, m_role, 6, 8);
+    let mut m = joiner(&sm, p);
     connect(&mut m, &mut a);
     assert!(m.doc(mou).is_some(), "M received the MOU");
     Trust {
@@ -293,22 +405,9 @@ impl Trust {
         signer: &OrgSecret,
         text: &str,
     ) -> automerge::ChangeHash {
-        let roster_heads = self.m.doc(self.p.roster_doc()).unwrap().get_heads();
-        let mut doc = self
-            .m
-            .doc(self.mou)
-            .unwrap()
-            .with_actor(new_document_actor(author, [9; 8]));
-        let (_, purpose) = doc.get(automerge::ROOT, "purpose").unwrap().unwrap();
-        use automerge::transaction::Transactable;
-        doc.splice_text(&purpose, 0, 0, text).unwrap();
-        let hash = doc
-            .commit_with(
-                CommitOptions::default().with_message(claim::with_claim("", &roster_heads)),
-            )
-            .unwrap();
-        let change = doc.get_change_by_hash(&hash).unwrap().raw_bytes().to_vec();
-        self.m_local(self.mou, change, signer, doc.get_heads());
+        let actor = new_document_actor(author, [9; 8]);
+        let (hash, change, heads) = type_into(&self.m, self.p, self.mou, actor, text);
+        self.m_local(self.mou, change, signer, heads);
         hash
     }
 
@@ -319,27 +418,7 @@ impl Trust {
         signer: &OrgSecret,
         heads: Vec<automerge::ChangeHash>,
     ) {
-        self.m
-            .store
-            .docs
-            .get_mut(&doc)
-            .unwrap()
-            .1
-            .push(change.clone());
-        let attestation = Attestation::sign(signer, doc, &heads);
-        self.m
-            .attestations
-            .entry(doc)
-            .or_default()
-            .push(attestation.to_bytes());
-        let out = self.m.engine.handle(
-            Input::LocalChange {
-                doc,
-                change,
-                attestation: attestation.to_bytes(),
-            },
-            0,
-        );
+        let out = self.m.local_change(doc, change, signer, heads);
         self.deliver(out, true);
     }
 
@@ -539,67 +618,22 @@ fn a_removed_members_later_change_is_refused() {
 
 #[test]
 fn the_relay_refuses_a_forged_change_and_never_forwards_it() {
-    let (sa, sm, sr) = (
-        OrgSecret::from_seed([21; 32]),
-        OrgSecret::from_seed([22; 32]),
-        OrgSecret::from_seed([23; 32]),
-    );
-    let actor = new_document_actor(&sa, [0; 8]);
-    let (mut roster, _) =
-        Roster::create("P", &sa.public(), "A", [7; 16], actor.clone(), 1).unwrap();
-    roster
-        .add_member(&sm.public(), "M", Role::DecisionMaker, 1)
-        .unwrap();
-    let mou = DocId::random([5; 16]);
-    roster.add_document(mou, DocKind::Mou, "MOU").unwrap();
-    roster.commit("setup", 1);
-    let (mut agreement, _) = Agreement::create(
+    let RelayWorld {
+        mut a,
+        mut m,
+        mut relay,
+        sa,
+        sm,
+        p,
         mou,
-        DocKind::Mou,
-        roster.id(),
-        "MOU",
-        actor,
-        &roster.view(),
-        1,
-    )
-    .unwrap();
-    let p = roster.id();
-    let mut a = Node::new(OrgSecret::from_seed(sa.seed()), PeerRole::Node);
-    a.add_local(p.roster_doc(), p, "roster", roster.doc_mut());
-    a.add_local(mou, p, "mou", agreement.doc_mut());
-    let mut relay = Node::new(OrgSecret::from_seed(sr.seed()), PeerRole::Relay);
-    connect(&mut a, &mut relay);
+        m_link: (cm, cr),
+        ..
+    } = relay_world([21, 22, 23], 7, 5);
     assert!(relay.doc(mou).is_some(), "the relay hosts the partnership");
-
-    let mut m = Node::new(OrgSecret::from_seed(sm.seed()), PeerRole::Node);
-    let out = m.engine.handle(Input::Want { partnership: p }, 0);
-    m.run(out, 0);
-    let (cm, cr) = connect(&mut m, &mut relay);
     // M writes in A's name; it can only sign as M.
-    let roster_heads = m.doc(p.roster_doc()).unwrap().get_heads();
-    let mut doc = m
-        .doc(mou)
-        .unwrap()
-        .with_actor(new_document_actor(&sa, [9; 8]));
-    let (_, text) = doc.get(automerge::ROOT, "purpose").unwrap().unwrap();
-    {
-        use automerge::transaction::Transactable;
-        doc.splice_text(&text, 0, 0, "Forged. ").unwrap();
-    }
-    let hash = doc
-        .commit_with(CommitOptions::default().with_message(claim::with_claim("", &roster_heads)))
-        .unwrap();
-    let change = doc.get_change_by_hash(&hash).unwrap().raw_bytes().to_vec();
-    m.store.docs.get_mut(&mou).unwrap().1.push(change.clone());
-    let attestation = Attestation::sign(&sm, mou, &doc.get_heads());
-    let out = m.engine.handle(
-        Input::LocalChange {
-            doc: mou,
-            change,
-            attestation: attestation.to_bytes(),
-        },
-        0,
-    );
+    let actor = new_document_actor(&sa, [9; 8]);
+    let (_, change, heads) = type_into(&m, p, mou, actor, "Forged. ");
+    let out = m.local_change(mou, change, &sm, heads);
     let queue = m.run(out, 0).into_iter().map(|(_, f)| (true, f)).collect();
     pump(&mut m, &mut relay, cm, cr, queue);
 
@@ -622,71 +656,23 @@ fn the_relay_refuses_a_forged_change_and_never_forwards_it() {
 /// heads, which the writer reads as a receipt, only after the writes.
 #[test]
 fn a_relay_forwards_before_its_writes_but_acknowledges_the_writer_after() {
-    let (sa, sm, sr) = (
-        OrgSecret::from_seed([31; 32]),
-        OrgSecret::from_seed([32; 32]),
-        OrgSecret::from_seed([33; 32]),
-    );
-    let actor = new_document_actor(&sa, [0; 8]);
-    let (mut roster, _) =
-        Roster::create("P", &sa.public(), "A", [8; 16], actor.clone(), 1).unwrap();
-    roster
-        .add_member(&sm.public(), "M", Role::DecisionMaker, 1)
-        .unwrap();
-    let mou = DocId::random([6; 16]);
-    roster.add_document(mou, DocKind::Mou, "MOU").unwrap();
-    roster.commit("setup", 1);
-    let (mut agreement, _) = Agreement::create(
+    let RelayWorld {
+        mut a,
+        m,
+        mut relay,
+        sa,
+        p,
         mou,
-        DocKind::Mou,
-        roster.id(),
-        "MOU",
-        actor,
-        &roster.view(),
-        1,
-    )
-    .unwrap();
-    let p = roster.id();
-    let mut a = Node::new(OrgSecret::from_seed(sa.seed()), PeerRole::Node);
-    a.add_local(p.roster_doc(), p, "roster", roster.doc_mut());
-    a.add_local(mou, p, "mou", agreement.doc_mut());
-    let mut relay = Node::new(OrgSecret::from_seed(sr.seed()), PeerRole::Relay);
-    let (a_to_relay, relay_to_a) = connect(&mut a, &mut relay);
-    let mut m = Node::new(OrgSecret::from_seed(sm.seed()), PeerRole::Node);
-    let out = m.engine.handle(Input::Want { partnership: p }, 0);
-    m.run(out, 0);
-    let (_, relay_to_m) = connect(&mut m, &mut relay);
+        a_link: (a_to_relay, relay_to_a),
+        m_link: (_, relay_to_m),
+        ..
+    } = relay_world([31, 32, 33], 8, 6);
     assert!(m.doc(mou).is_some(), "M holds the MOU");
 
     // A types and hands the change to its engine, as the workspace does.
-    let roster_heads = a.doc(p.roster_doc()).unwrap().get_heads();
-    let mut doc = a
-        .doc(mou)
-        .unwrap()
-        .with_actor(new_document_actor(&sa, [3; 8]));
-    let (_, text) = doc.get(automerge::ROOT, "purpose").unwrap().unwrap();
-    {
-        use automerge::transaction::Transactable;
-        doc.splice_text(&text, 0, 0, "Live. ").unwrap();
-    }
-    let hash = doc
-        .commit_with(CommitOptions::default().with_message(claim::with_claim("", &roster_heads)))
-        .unwrap();
-    let change = doc.get_change_by_hash(&hash).unwrap().raw_bytes().to_vec();
-    a.store.docs.get_mut(&mou).unwrap().1.push(change.clone());
-    let attestation = Attestation::sign(&sa, mou, &doc.get_heads());
-    a.attestations
-        .entry(mou)
-        .or_default()
-        .push(attestation.to_bytes());
-    let out = a.engine.handle(
-        Input::LocalChange {
-            doc: mou,
-            change,
-            attestation: attestation.to_bytes(),
-        },
-        0,
-    );
+    let actor = new_document_actor(&sa, [3; 8]);
+    let (_, change, heads) = type_into(&a, p, mou, actor, "Live. ");
+    let out = a.local_change(mou, change, &sa, heads);
     let queue: VecDeque<(bool, Vec<u8>)> =
         a.run(out, 0).into_iter().map(|(_, f)| (true, f)).collect();
     relay.rounds.clear();
