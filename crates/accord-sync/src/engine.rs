@@ -363,6 +363,9 @@ struct Conn {
     early: BTreeMap<DocId, Vec<u8>>,
     early_attestations: BTreeMap<DocId, Vec<serde_bytes::ByteBuf>>,
     reassembly: Option<Reassembly>,
+    /// Documents the peer refused while holding none of them, with our
+    /// heads when it did: see [`Engine::refused_as_is`].
+    refused_whole: BTreeMap<DocId, Vec<ChangeHash>>,
     in_sync: bool,
     /// The peer has sent us changes on this connection, so it may read our
     /// heads as a receipt: see [`Outputs::before_writes`]. (Attestations
@@ -485,6 +488,7 @@ impl Engine {
             early: BTreeMap::new(),
             early_attestations: BTreeMap::new(),
             reassembly: None,
+            refused_whole: BTreeMap::new(),
             in_sync: false,
             gave_changes: false,
             behind_since: Some(now),
@@ -696,6 +700,7 @@ impl Engine {
                 let reason: String = reason.chars().take(MAX_TEXT).collect();
                 let doc = DocId::from_bytes(doc);
                 self.peer_refused(doc, &hashes);
+                self.note_refused_whole(id, doc);
                 // A peer that refused part of a snapshot may still hold
                 // nothing: its next message speaks for after the snapshot.
                 self.conn(id).snapshots.remove(&doc);
@@ -2026,6 +2031,11 @@ impl Engine {
             return;
         }
         let mut state = self.take_state(id, doc, peer);
+        if self.refused_as_is(id, doc, &state) {
+            tracing::debug!(conn = id.0, %doc, "not resending a document the peer refused whole");
+            self.conn(id).docs.insert(doc, Some(state));
+            return;
+        }
         let Some(slot) = self.docs.get_mut(&doc) else {
             return;
         };
@@ -2056,6 +2066,41 @@ impl Engine {
                 self.send(id, &frame);
             }
         }
+    }
+
+    /// When a peer that holds none of `doc` refuses what we sent of it,
+    /// remembers our heads then (see [`Engine::refused_as_is`]).
+    fn note_refused_whole(&mut self, id: ConnId, doc: DocId) {
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return;
+        };
+        let Some(Some(state)) = conn.docs.get(&doc) else {
+            return;
+        };
+        // (Automerge forgets what it sent when the peer says it holds
+        // nothing: a refusal repeated after that is of what we last sent.)
+        if state.their_heads.as_ref().is_none_or(Vec::is_empty) && !state.last_sent_heads.is_empty()
+        {
+            let sent = state.last_sent_heads.clone();
+            conn.refused_whole.insert(doc, sent);
+        }
+    }
+
+    /// Whether the peer still holds none of `doc` and refused it when it
+    /// was as it is now. Automerge answers empty heads ("I lost my data")
+    /// by sending the whole document again, so without this a peer that
+    /// can accept none of it (or a hostile one that says so) would have
+    /// us send it for every message: once our heads move on, it is
+    /// offered again.
+    fn refused_as_is(&self, id: ConnId, doc: DocId, state: &State) -> bool {
+        let (Some(conn), Some(slot)) = (self.conns.get(&id), self.docs.get(&doc)) else {
+            return false;
+        };
+        state.their_heads.as_ref().is_some_and(Vec::is_empty)
+            && conn
+                .refused_whole
+                .get(&doc)
+                .is_some_and(|heads| same_heads(heads, &slot.heads))
     }
 
     /// Whether sync of `doc` on this connection has not started and the

@@ -1567,3 +1567,68 @@ fn a_second_connection_to_a_peer_does_not_resume_the_firsts_conversation() {
         "a said nothing of the agreement to a peer that listed older heads"
     );
 }
+
+/// A peer that holds none of a document, refuses what we sent of it and
+/// answers "I hold nothing" must not get the whole document again for
+/// every such answer: Automerge takes empty heads as a peer that lost its
+/// data and resends everything, so a hostile member (or an honest one
+/// that can accept none of it) would make us send the document forever.
+/// Once our heads move on, the new state is offered once more.
+#[test]
+fn a_peer_that_refused_the_whole_document_is_not_sent_it_again() {
+    let (mut sim, a, b, p, doc) = two_members(8);
+    let link = external_peer_lists(&mut sim, a, b, p, Vec::new());
+    let snapshot = syncs_in_inbox(&sim, link, 0, doc);
+    assert_eq!(snapshot.len(), 1, "one snapshot of the agreement");
+    let refuse_all_and_hold_nothing = |sim: &mut Sim, heads: &[automerge::ChangeHash]| {
+        sim.inject(
+            link,
+            0,
+            Frame::Refused {
+                doc: *doc.as_bytes(),
+                changes: heads.len() as u32,
+                reason: "not accepted here".into(),
+                hashes: heads.iter().map(|h| h.0).collect(),
+            }
+            .encode(),
+        );
+        let mut nothing = automerge::AutoCommit::new();
+        let first = automerge::sync::SyncDoc::generate_sync_message(
+            &nothing.sync(),
+            &mut automerge::sync::State::new(),
+        )
+        .expect("a first message");
+        sim.inject(
+            link,
+            0,
+            Frame::Sync {
+                doc: *doc.as_bytes(),
+                message: first.encode(),
+            }
+            .encode(),
+        );
+        sim.run_until_quiescent();
+    };
+    let heads = snapshot[0].heads.clone();
+    for round in 0..3 {
+        let seen = sim.external_inbox(link).len();
+        refuse_all_and_hold_nothing(&mut sim, &heads);
+        let resent: usize = syncs_in_inbox(&sim, link, seen, doc)
+            .iter()
+            .map(|m| m.changes.len())
+            .sum();
+        assert_eq!(
+            resent, 0,
+            "round {round}: the refused document was sent again"
+        );
+    }
+    // New content may be acceptable: it is offered (once).
+    assert!(sim.random_edit_of(a, doc), "an edit");
+    let seen = sim.external_inbox(link).len();
+    sim.run_until_quiescent();
+    let offered = syncs_in_inbox(&sim, link, seen, doc);
+    assert!(
+        offered.iter().any(|m| !m.changes.is_empty()),
+        "the new state is offered"
+    );
+}

@@ -287,6 +287,10 @@ impl Store {
             .collect()
     }
 
+    pub fn partnership_of(&self, doc: DocId) -> Option<PartnershipId> {
+        self.docs.get(&doc).map(|s| s.partnership)
+    }
+
     pub fn roster(&self, p: PartnershipId) -> Option<Roster> {
         Roster::from_doc(p, self.load(p.roster_doc())?).ok()
     }
@@ -1457,6 +1461,14 @@ impl Sim {
             self.commit_local(n, doc, change.bytes, heads);
             return true;
         }
+        self.random_edit_of(n, doc)
+    }
+
+    /// A random edit of agreement `doc` on node `n`; false if it made no change.
+    pub fn random_edit_of(&mut self, n: usize, doc: DocId) -> bool {
+        let Some(p) = self.nodes[n].store.partnership_of(doc) else {
+            return false;
+        };
         let Some(roster) = self.load_roster(n, p).map(|r| r.view()) else {
             return false;
         };
