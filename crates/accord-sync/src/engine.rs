@@ -17,6 +17,9 @@ use crate::provenance::{self, NotYet};
 use crate::registry::{DocSlot, Membership, Residency, digest};
 use crate::wire::{DocEntry, ErrorCode, Frame, MAX_TEXT, PeerRole, Reassembly, sync_frames};
 
+mod send_ahead;
+use send_ahead::SentAhead;
+
 /// Most bytes of sync messages held per document while waiting for a roster version.
 const MAX_PARKED_BYTES: usize = 16 * 1024 * 1024;
 
@@ -287,6 +290,11 @@ pub struct ConnStats {
     /// Changes carried by the sync messages we sent (a whole-document
     /// message counts as one).
     pub changes_sent: u64,
+    /// Of those, local changes sent before our own copy applied them
+    /// (see `send_ahead`).
+    pub changes_sent_ahead: u64,
+    /// Of those, received changes forwarded as they arrived (see `forward`).
+    pub changes_forwarded: u64,
     pub documents_updated: u64,
     pub frames_sent: u64,
     pub bytes_sent: u64,
@@ -366,6 +374,9 @@ struct Conn {
     /// Documents the peer refused while holding none of them, with our
     /// heads when it did: see [`Engine::refused_as_is`].
     refused_whole: BTreeMap<DocId, Vec<ChangeHash>>,
+    /// Per document, the heads our last change sent ahead of our copy left
+    /// the peer with (see `send_ahead`).
+    told_ahead: BTreeMap<DocId, Vec<ChangeHash>>,
     in_sync: bool,
     /// The peer has sent us changes on this connection, so it may read our
     /// heads as a receipt: see [`Outputs::before_writes`]. (Attestations
@@ -415,6 +426,12 @@ pub struct Engine {
     /// Each partnership's roster, readable at past versions, for judging
     /// changes; dropped whenever the roster changes.
     rosters: BTreeMap<PartnershipId, RosterHistory>,
+    /// Local changes sent to peers before being applied here, per
+    /// document; applied before the next input is handled.
+    ahead: BTreeMap<DocId, SentAhead>,
+    /// Connections just sent a document's received changes by `forward`,
+    /// which `push_to_peers` then leaves alone; emptied after every input.
+    forwarded: BTreeMap<DocId, BTreeSet<ConnId>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -449,6 +466,8 @@ impl Engine {
             now: 0,
             out: Outputs::default(),
             inbound: BTreeMap::new(),
+            ahead: BTreeMap::new(),
+            forwarded: BTreeMap::new(),
             rosters: BTreeMap::new(),
         }
     }
@@ -489,6 +508,7 @@ impl Engine {
             early_attestations: BTreeMap::new(),
             reassembly: None,
             refused_whole: BTreeMap::new(),
+            told_ahead: BTreeMap::new(),
             in_sync: false,
             gave_changes: false,
             behind_since: Some(now),
@@ -507,6 +527,18 @@ impl Engine {
     /// Handles one input; see the crate docs for what to do with the outputs.
     pub fn handle(&mut self, input: Input, now: u64) -> Outputs {
         self.now = now;
+        if let Input::LocalChange {
+            doc,
+            change,
+            attestation,
+        } = &input
+        {
+            self.note_local_attestation(*doc, attestation);
+            if self.send_ahead(*doc, change) {
+                return std::mem::take(&mut self.out);
+            }
+        }
+        self.catch_up_ahead();
         match input {
             Input::Received { conn, bytes } => self.on_bytes(conn, &bytes),
             Input::Disconnected { conn } => self.drop_conn(conn),
@@ -524,15 +556,12 @@ impl Engine {
                 attestations,
             } => self.on_loaded(doc, &snapshot, &log, sync_states, &attestations),
             Input::LoadFailed { doc, reason } => self.on_load_failed(doc, &reason),
-            Input::LocalChange {
-                doc,
-                change,
-                attestation,
-            } => self.on_local_change(doc, &change, &attestation),
+            Input::LocalChange { doc, change, .. } => self.on_local_change(doc, &change),
             Input::Want { partnership } => self.on_want(partnership),
             Input::Tick => self.on_tick(),
             Input::Flush => self.flush_due(),
         }
+        self.forwarded.clear();
         self.order_sends_for_durability();
         std::mem::take(&mut self.out)
     }
@@ -544,6 +573,9 @@ impl Engine {
     /// is held. Handshake deadlines and idle unloading need no precise
     /// tick and are not included.
     pub fn next_deadline(&self) -> Option<u64> {
+        if !self.ahead.is_empty() {
+            return Some(self.now);
+        }
         self.inbound
             .values()
             .map(|held| held.since.saturating_add(self.config.coalesce_window_ms))
@@ -1122,7 +1154,10 @@ impl Engine {
                     changes,
                     snapshot: None,
                 };
-                if let Err((code, text)) = self.record_changes(first, doc, peer, &new, heads) {
+                let senders = messages.iter().map(|(c, _)| *c).collect();
+                if let Err((code, text)) =
+                    self.record_changes(first, &senders, doc, peer, &new, heads)
+                {
                     self.fail(first, code, text);
                 }
                 Some(true)
@@ -1336,7 +1371,9 @@ impl Engine {
         }
     }
 
-    fn on_local_change(&mut self, doc: DocId, change: &[u8], attestation: &[u8]) {
+    /// Holds this organisation's attestation of a local change, to offer
+    /// before the change.
+    fn note_local_attestation(&mut self, doc: DocId, attestation: &[u8]) {
         let Some(slot) = self.docs.get_mut(&doc) else {
             return;
         };
@@ -1344,6 +1381,12 @@ impl Engine {
             Ok(a) if a.doc == doc => slot.attestations.local(a),
             _ => tracing::warn!(%doc, "a local change came without a valid attestation"),
         }
+    }
+
+    fn on_local_change(&mut self, doc: DocId, change: &[u8]) {
+        let Some(slot) = self.docs.get_mut(&doc) else {
+            return;
+        };
         let Some(d) = slot.doc_mut() else {
             // Not in memory: the replica already holds the change, so offering
             // the document loads it (with the change) for each peer.
@@ -1572,7 +1615,8 @@ impl Engine {
         }
         self.conn(id).docs.insert(doc, Some(state));
         if new_changes.count > 0 {
-            self.record_changes(id, doc, peer, &new_changes, after)?;
+            let senders = BTreeSet::from([id]);
+            self.record_changes(id, &senders, doc, peer, &new_changes, after)?;
             if self.push_to_peers(doc).contains(&id) {
                 return Ok(Receipt::Answered);
             }
@@ -1669,6 +1713,7 @@ impl Engine {
     fn record_changes(
         &mut self,
         id: ConnId,
+        senders: &BTreeSet<ConnId>,
         doc: DocId,
         peer: OrgKey,
         new: &NewChanges,
@@ -1704,8 +1749,9 @@ impl Engine {
         let Some(slot) = self.docs.get_mut(&doc) else {
             return Ok(());
         };
-        slot.heads = heads.clone();
-        let write = if slot.stored && !new.changes.is_empty() {
+        let before = std::mem::replace(&mut slot.heads, heads.clone());
+        let appended = slot.stored && !new.changes.is_empty();
+        let write = if appended {
             let bytes: Vec<u8> = new
                 .changes
                 .iter()
@@ -1746,6 +1792,9 @@ impl Engine {
         if is_roster {
             self.wanted.remove(&p);
             self.roster_changed(p);
+        } else if appended {
+            let forwarded = self.forward(doc, &before, &new.changes, senders);
+            self.forwarded.entry(doc).or_default().extend(forwarded);
         }
         Ok(())
     }
@@ -2246,7 +2295,11 @@ impl Engine {
             .filter(|(_, c)| c.shared.contains(&p))
             .map(|(id, _)| *id)
             .collect();
+        let forwarded = self.forwarded.remove(&doc).unwrap_or_default();
         for &id in &ids {
+            if forwarded.contains(&id) {
+                continue;
+            }
             if !self.conn(id).docs.contains_key(&doc) {
                 self.announce(id, p, doc);
                 if self.start_from_early(id, doc) {

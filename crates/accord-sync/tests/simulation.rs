@@ -182,6 +182,8 @@ impl World {
                         } else {
                             sim.outsiders.insert(late);
                         }
+                    } else if sim.rng.chance(20) {
+                        sim.typing_burst(n, p);
                     } else {
                         sim.random_edit(n, p);
                     }
@@ -502,6 +504,8 @@ fn for_each_seed(seeds: &[u64], f: impl Fn(u64) -> Stats + Sync) -> Stats {
                     t.skewed_worlds += stats.skewed_worlds;
                     t.widest_skew_hours = t.widest_skew_hours.max(stats.widest_skew_hours);
                     t.slowest_heal_ms = t.slowest_heal_ms.max(stats.slowest_heal_ms);
+                    t.sent_ahead += stats.sent_ahead;
+                    t.forwarded += stats.forwarded;
                 }
             });
         }
@@ -523,6 +527,10 @@ fn random_seeds_converge_and_replay_identically() {
         "{} seeds (each run twice) in {:.1?}: {total:?}",
         seeds.len(),
         started.elapsed()
+    );
+    assert!(
+        (total.sent_ahead > 0 && total.forwarded > 0) || seeds.len() < 20,
+        "no change was ever sent ahead or forwarded as it arrived: the simulation no longer covers those paths"
     );
 }
 

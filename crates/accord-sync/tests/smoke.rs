@@ -695,3 +695,171 @@ fn a_relay_forwards_before_its_writes_but_acknowledges_the_writer_after() {
     );
     assert!(!late.contains(&relay_to_m));
 }
+
+/// A peer that holds what a local change builds on is sent the change by
+/// the call that hands it to the engine, before the engine's own copy of
+/// the (possibly large) document applies it; the next keystroke follows
+/// the same way, and both sides end with the same heads. (The first
+/// keystroke loads the document, which the engine had never needed.)
+#[test]
+fn a_local_change_goes_to_a_caught_up_peer_ahead_of_the_engines_copy() {
+    let (sa, sm) = (
+        OrgSecret::from_seed([41; 32]),
+        OrgSecret::from_seed([42; 32]),
+    );
+    let (mut a, p, mou) = creator_with_mou(&sa, &sm, Role::DecisionMaker, 9, 7);
+    let mut m = joiner(&sm, p);
+    let (ca, cm) = connect(&mut a, &mut m);
+    assert!(m.doc(mou).is_some(), "M holds the MOU");
+
+    let actor = new_document_actor(&sa, [4; 8]);
+    let mut typed = Vec::new();
+    for (i, text) in ["Zero. ", "One. ", "Two. "].into_iter().enumerate() {
+        let (hash, change, heads) = type_into(&a, p, mou, actor.clone(), text);
+        let out = a.local_change(mou, change.clone(), &sa, heads);
+        if i > 0 {
+            let sent = sync_messages(&out);
+            assert_eq!(sent.len(), 1, "one sync message for {text:?}");
+            assert_eq!(sent[0].heads, vec![hash]);
+            assert_eq!(
+                sent[0].changes.iter().collect::<Vec<_>>(),
+                vec![&change[..]]
+            );
+            assert!(
+                a.engine.next_deadline().is_some(),
+                "the engine's copy is still to apply it"
+            );
+        }
+        let mut queue: VecDeque<_> = a.run(out, 0).into_iter().map(|(_, f)| (true, f)).collect();
+        if i == 1 {
+            // Another keystroke before M answers, and before A's copy has
+            // applied the one before: it builds on that one, and goes ahead too.
+            typed.push(hash);
+            let (hash, change, heads) = type_into(&a, p, mou, actor.clone(), "One and a half. ");
+            let out = a.local_change(mou, change, &sa, heads);
+            assert_eq!(sync_messages(&out).len(), 1, "sent ahead again");
+            queue.extend(a.run(out, 0).into_iter().map(|(_, f)| (true, f)));
+            typed.push(hash);
+        } else {
+            typed.push(hash);
+        }
+        pump(&mut a, &mut m, ca, cm, queue);
+        let out = a.engine.handle(Input::Flush, 0);
+        let rest: VecDeque<_> = a.run(out, 0).into_iter().map(|(_, f)| (true, f)).collect();
+        pump(&mut a, &mut m, ca, cm, rest);
+    }
+
+    let text = purpose(&m.doc(mou).unwrap());
+    for typed_text in ["Zero.", "One.", "One and a half.", "Two."] {
+        assert!(text.contains(typed_text), "{text:?}");
+    }
+    assert_eq!(
+        m.doc(mou).unwrap().get_heads(),
+        vec![*typed.last().unwrap()]
+    );
+    let ahead = a
+        .events
+        .iter()
+        .rev()
+        .find_map(|e| match e {
+            Event::InSync { stats, .. } => Some(stats.changes_sent_ahead),
+            _ => None,
+        })
+        .expect("A saw M in sync again");
+    assert_eq!(
+        ahead, 3,
+        "the keystrokes after the first went ahead of A's copy"
+    );
+}
+
+/// The sync messages among `out`'s frames, decoded.
+fn sync_messages(out: &Outputs) -> Vec<automerge::sync::Message> {
+    out.send
+        .iter()
+        .filter_map(|(_, f)| match accord_sync::wire::Frame::decode(f) {
+            Ok(accord_sync::wire::Frame::Sync { message, .. }) => {
+                Some(automerge::sync::Message::decode(&message).unwrap())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// A relay sends a member who holds what a received change builds on the
+/// change as it arrived (judged, applied and stored first), without
+/// asking Automerge to find and encode it again for each member; the
+/// member ends with the writer's heads.
+#[test]
+fn a_relay_forwards_received_changes_to_a_caught_up_member_as_they_arrived() {
+    let RelayWorld {
+        mut a,
+        mut m,
+        mut relay,
+        sa,
+        p,
+        mou,
+        a_link: (a_to_relay, relay_to_a),
+        m_link: (m_to_relay, relay_to_m),
+        ..
+    } = relay_world([51, 52, 53], 10, 11);
+    let actor = new_document_actor(&sa, [5; 8]);
+    let mut forwarded_to_m = Vec::new();
+    for text in ["First. ", "Second. "] {
+        let (hash, change, heads) = type_into(&a, p, mou, actor.clone(), text);
+        let out = a.local_change(mou, change.clone(), &sa, heads);
+        let queue: VecDeque<_> = a.run(out, 0).into_iter().map(|(_, f)| (true, f)).collect();
+        // A to the relay; what the relay sends M is delivered afterwards.
+        let mut to_m = Vec::new();
+        let mut queue = queue;
+        while let Some((to_relay, bytes)) = queue.pop_front() {
+            let (node, conn) = if to_relay {
+                (&mut relay, relay_to_a)
+            } else {
+                (&mut a, a_to_relay)
+            };
+            let out = node.engine.handle(Input::Received { conn, bytes }, 0);
+            for (c, f) in node.run(out, 0) {
+                if to_relay && c == relay_to_m {
+                    to_m.push(f);
+                } else {
+                    queue.push_back((!to_relay, f));
+                }
+            }
+        }
+        let carried: Vec<automerge::sync::Message> = sync_messages(&Outputs {
+            send: to_m.iter().map(|f| (relay_to_m, f.clone())).collect(),
+            ..Outputs::default()
+        });
+        forwarded_to_m.push(
+            carried
+                .iter()
+                .any(|msg| msg.changes.iter().any(|c| c == &change[..]) && msg.heads == vec![hash]),
+        );
+        let queue = to_m.into_iter().map(|f| (true, f)).collect();
+        pump(&mut relay, &mut m, relay_to_m, m_to_relay, queue);
+        assert_eq!(
+            m.doc(mou).unwrap().get_heads(),
+            vec![hash],
+            "M holds {text:?}"
+        );
+    }
+    assert!(
+        forwarded_to_m.iter().all(|f| *f),
+        "M was sent each change as typed"
+    );
+    let forwarded = relay
+        .events
+        .iter()
+        .rev()
+        .find_map(|e| match e {
+            Event::InSync { conn, stats, .. } if *conn == relay_to_m => {
+                Some(stats.changes_forwarded)
+            }
+            _ => None,
+        })
+        .expect("the relay saw M in sync");
+    assert!(
+        forwarded >= 1,
+        "at least the second change was forwarded as it arrived"
+    );
+}

@@ -499,6 +499,11 @@ pub struct Stats {
     pub widest_skew_hours: u64,
     /// The longest simulated time from the final heal to quiescence.
     pub slowest_heal_ms: u64,
+    /// Local changes sent before the sender's engine applied them
+    /// (`ConnStats::changes_sent_ahead`, as last reported per connection).
+    pub sent_ahead: u64,
+    /// Received changes forwarded as they arrived (`ConnStats::changes_forwarded`).
+    pub forwarded: u64,
 }
 
 pub struct Sim {
@@ -515,6 +520,9 @@ pub struct Sim {
     /// Broken invariants, reported together at the end.
     pub violations: Vec<String>,
     pub stats: Stats,
+    /// The last `changes_sent_ahead` and `changes_forwarded` each (node,
+    /// connection) reported.
+    ahead_by_conn: BTreeMap<(usize, ConnId), (u64, u64)>,
     /// Whether links keep every delivered frame (tests counting frames).
     pub record_frames: bool,
     pub max_steps: u64,
@@ -542,6 +550,7 @@ impl Sim {
             trace: Sha256::new(),
             violations: Vec::new(),
             stats: Stats::default(),
+            ahead_by_conn: BTreeMap::new(),
             record_frames: true,
             max_steps: 200_000,
             panics: Vec::new(),
@@ -694,6 +703,12 @@ impl Sim {
                 };
                 if matches!(event, Event::Refused { .. }) {
                     self.stats.refused += 1;
+                }
+                if let Event::InSync { conn, stats, .. } = &event {
+                    let seen = self.ahead_by_conn.entry((n, *conn)).or_default();
+                    self.stats.sent_ahead += stats.changes_sent_ahead.saturating_sub(seen.0);
+                    self.stats.forwarded += stats.changes_forwarded.saturating_sub(seen.1);
+                    *seen = (stats.changes_sent_ahead, stats.changes_forwarded);
                 }
                 let link = conn.and_then(|c| self.nodes[n].conns.get(&c).copied());
                 if self.print_trace {
@@ -1462,6 +1477,24 @@ impl Sim {
             return true;
         }
         self.random_edit_of(n, doc)
+    }
+
+    /// A typist: two to six edits of one agreement on node `n`, each handed
+    /// to the engine before any frame is delivered (so each builds on one
+    /// the engine may not have applied yet, see `send_ahead`).
+    pub fn typing_burst(&mut self, n: usize, p: PartnershipId) {
+        let docs: Vec<DocId> = self.nodes[n]
+            .store
+            .docs_of(p)
+            .into_iter()
+            .filter(|d| *d != p.roster_doc())
+            .collect();
+        let Some(doc) = self.rng.pick(&docs) else {
+            return;
+        };
+        for _ in 0..2 + self.rng.below(5) {
+            self.random_edit_of(n, doc);
+        }
     }
 
     /// A random edit of agreement `doc` on node `n`; false if it made no change.

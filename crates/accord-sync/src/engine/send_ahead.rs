@@ -1,0 +1,308 @@
+//! Offering new changes without asking Automerge to find them.
+//!
+//! Applying a change to a large document costs as much as 35 ms whatever
+//! its size, and Automerge can only offer a change it holds, looking it up
+//! again (and encoding it anew) for every peer. But a peer that holds, or
+//! has been sent, exactly the heads new changes build on needs nothing but
+//! those changes, as the sync message Automerge would have made. So:
+//!
+//! - a **local change** goes to such peers before the engine's copy
+//!   applies it (a typist's keystroke leaves at once, not one apply late);
+//!   the copy applies it, with any others sent ahead meanwhile, before the
+//!   next input is handled;
+//! - changes **received** (judged, applied and recorded) are forwarded to
+//!   such peers as they arrived: one message built per set of shared
+//!   heads, however many peers a relay serves.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use accord_model::DocId;
+use automerge::ChangeHash;
+use automerge::sync::{BloomFilter, Have, Message, MessageFlags, MessageVersion, State};
+
+use super::{ConnId, Engine, same_heads};
+use crate::registry::{DocSlot, Residency};
+use crate::wire::sync_frames;
+
+/// Local changes sent ahead of the engine's copy of one document.
+#[derive(Default)]
+pub(super) struct SentAhead {
+    /// The changes, in the order they were made.
+    changes: Vec<Vec<u8>>,
+    hashes: Vec<ChangeHash>,
+}
+
+impl SentAhead {
+    /// The document's heads once these changes are applied: each change
+    /// builds on the one before, so the last one alone.
+    fn heads(&self) -> Option<Vec<ChangeHash>> {
+        self.hashes.last().map(|h| vec![*h])
+    }
+}
+
+/// New changes to offer peers that are caught up to the heads they build on.
+struct Offer<'a> {
+    doc: DocId,
+    /// The changes' raw bytes, in an order that applies.
+    changes: Vec<&'a [u8]>,
+    hashes: Vec<ChangeHash>,
+    /// Our heads with the changes.
+    after: Vec<ChangeHash>,
+}
+
+impl Engine {
+    /// Sends `change` of `doc` to every connection sharing it, without
+    /// applying it first, if every one of them can take it as it is (see
+    /// the module). Returns false, having done nothing, otherwise.
+    pub(super) fn send_ahead(&mut self, doc: DocId, change: &[u8]) -> bool {
+        let Some(slot) = self.docs.get(&doc) else {
+            return false;
+        };
+        if !self.may_offer(doc, slot) {
+            return false;
+        }
+        let Ok(parsed) = automerge::Change::from_bytes(change.to_vec()) else {
+            return false;
+        };
+        let ours = self.heads_ahead(doc);
+        if !same_heads(parsed.deps(), &ours) {
+            return false;
+        }
+        let Some(peers) = self.caught_up_peers(doc, &ours, &BTreeSet::new(), true) else {
+            return false;
+        };
+        if peers.is_empty() {
+            return false;
+        }
+        let hash = parsed.hash();
+        let offer = Offer {
+            doc,
+            changes: vec![change],
+            hashes: vec![hash],
+            after: vec![hash],
+        };
+        for (id, _) in &peers {
+            self.conn(*id).stats.changes_sent_ahead += 1;
+        }
+        self.offer(&offer, peers);
+        let ahead = self.ahead.entry(doc).or_default();
+        ahead.changes.push(change.to_vec());
+        ahead.hashes.push(hash);
+        true
+    }
+
+    /// Forwards `changes`, just received, judged and recorded for `doc`
+    /// (whose heads were `before` and are now `after`), to every
+    /// connection but `senders` that is caught up to `before`. Returns
+    /// those connections: they need no Automerge message for this change.
+    pub(super) fn forward(
+        &mut self,
+        doc: DocId,
+        before: &[ChangeHash],
+        changes: &[automerge::Change],
+        senders: &BTreeSet<ConnId>,
+    ) -> BTreeSet<ConnId> {
+        let Some(slot) = self.docs.get(&doc) else {
+            return BTreeSet::new();
+        };
+        if changes.is_empty() || before.is_empty() || !self.may_offer(doc, slot) {
+            return BTreeSet::new();
+        }
+        let offer = Offer {
+            doc,
+            changes: changes.iter().map(|c| c.raw_bytes()).collect(),
+            hashes: changes.iter().map(|c| c.hash()).collect(),
+            after: slot.heads.clone(),
+        };
+        let peers = self
+            .caught_up_peers(doc, before, senders, false)
+            .unwrap_or_default();
+        for (id, _) in &peers {
+            self.conn(*id).stats.changes_forwarded += changes.len() as u64;
+        }
+        let forwarded = peers.iter().map(|(id, _)| *id).collect();
+        self.offer(&offer, peers);
+        forwarded
+    }
+
+    /// Whether changes of this document may be offered without Automerge:
+    /// not the roster (its changes change who may do what), in memory, and
+    /// with no received changes waiting on dependencies (which Automerge's
+    /// messages ask for).
+    fn may_offer(&self, doc: DocId, slot: &DocSlot) -> bool {
+        let p = slot.partnership;
+        doc != p.roster_doc()
+            && self.listed(p, doc)
+            && matches!(slot.residency, Residency::Loaded(_))
+            && slot.pending.is_empty()
+    }
+
+    /// The connections sharing `doc`, but `except`, that are caught up to
+    /// `heads`. With `all`, `None` if any other is not.
+    fn caught_up_peers(
+        &self,
+        doc: DocId,
+        heads: &[ChangeHash],
+        except: &BTreeSet<ConnId>,
+        all: bool,
+    ) -> Option<Vec<(ConnId, State)>> {
+        let p = self.docs.get(&doc)?.partnership;
+        let mut peers = Vec::new();
+        for (id, conn) in &self.conns {
+            if !conn.shared.contains(&p) || except.contains(id) {
+                continue;
+            }
+            if let Some(state) = self.state_caught_up_to(*id, doc, heads) {
+                peers.push((*id, state));
+            } else if all {
+                return None;
+            }
+        }
+        Some(peers)
+    }
+
+    /// The heads of `doc` counting the changes sent ahead of our copy.
+    fn heads_ahead(&self, doc: DocId) -> Vec<ChangeHash> {
+        self.ahead
+            .get(&doc)
+            .and_then(SentAhead::heads)
+            .or_else(|| self.docs.get(&doc).map(|s| s.heads.clone()))
+            .unwrap_or_default()
+    }
+
+    /// The connection's sync state for `doc` if the peer holds, or has
+    /// been sent, everything up to `ours` and is owed nothing else: then
+    /// changes built on `ours` are all that Automerge would send it.
+    fn state_caught_up_to(&self, id: ConnId, doc: DocId, ours: &[ChangeHash]) -> Option<State> {
+        let conn = self.conns.get(&id)?;
+        let (peer, _) = conn.peer()?;
+        if conn.snapshots.contains(&doc) || conn.early.contains_key(&doc) {
+            return None;
+        }
+        let state = match conn.docs.get(&doc) {
+            Some(Some(state)) => state.clone(),
+            Some(None) => return None,
+            // Released when the conversation settled: it resumes whole on
+            // the connection that released it (see `take_state`), and the
+            // peer's list must already name the document (no `announce`).
+            None => {
+                let slot = self.docs.get(&doc)?;
+                let listed = conn
+                    .their_lists
+                    .get(&slot.partnership)
+                    .is_some_and(|list| list.iter().any(|e| e.id == *doc.as_bytes()));
+                match slot.saved_states.get(&peer) {
+                    Some((Some(owner), state)) if *owner == id && listed => state.clone(),
+                    _ => return None,
+                }
+            }
+        };
+        let told = same_heads(&state.last_sent_heads, ours);
+        let holds = state
+            .their_heads
+            .as_deref()
+            .is_some_and(|h| same_heads(h, ours));
+        let told_ahead = conn
+            .told_ahead
+            .get(&doc)
+            .is_some_and(|h| same_heads(h, ours));
+        let caught_up = holds || (told && told_ahead);
+        let quiet = state.their_have.is_some()
+            && state.their_need.as_ref().is_some_and(Vec::is_empty)
+            && !state.shared_heads.is_empty()
+            && !state.is_peer_read_only();
+        (caught_up && quiet).then_some(state)
+    }
+
+    /// Sends `offer` to each of `peers` and leaves each sync state as
+    /// generating that message would have. Peers that share the same heads
+    /// with us get the same message, built once.
+    fn offer(&mut self, offer: &Offer, peers: Vec<(ConnId, State)>) {
+        let doc = offer.doc;
+        let mut built: BTreeMap<Vec<ChangeHash>, Vec<u8>> = BTreeMap::new();
+        for (id, mut state) in peers {
+            let mut shared = state.shared_heads.clone();
+            shared.sort();
+            let message = match built.get(&shared) {
+                Some(bytes) => bytes.clone(),
+                None => {
+                    let bytes = self.message_for(offer, &shared).encode();
+                    built.insert(shared, bytes.clone());
+                    bytes
+                }
+            };
+            state.have_responded = true;
+            state.in_flight = true;
+            state.last_sent_heads.clone_from(&offer.after);
+            state.sent_hashes.extend(offer.hashes.iter().copied());
+            self.send_attestations(id, doc);
+            let conn = self.conn(id);
+            conn.docs.insert(doc, Some(state));
+            conn.told_ahead.insert(doc, offer.after.clone());
+            conn.in_sync = false;
+            conn.stats.changes_sent += offer.changes.len() as u64;
+            tracing::debug!(conn = id.0, %doc, changes = offer.changes.len(), "sync message out, built from the changes");
+            for frame in sync_frames(*doc.as_bytes(), message) {
+                self.send(id, &frame);
+            }
+        }
+    }
+
+    /// The sync message offering `offer` to a peer whose shared heads with
+    /// us are `shared`: what Automerge says we hold is everything up to
+    /// them and (in the Bloom filter) every change since, those sent ahead
+    /// of our copy included.
+    fn message_for(&mut self, offer: &Offer, shared: &[ChangeHash]) -> Message {
+        let doc = offer.doc;
+        let mut since: BTreeSet<ChangeHash> = self
+            .docs
+            .get_mut(&doc)
+            .and_then(DocSlot::doc_mut)
+            .map(|d| d.get_changes_meta(shared).iter().map(|m| m.hash).collect())
+            .unwrap_or_default();
+        if let Some(ahead) = self.ahead.get(&doc) {
+            since.extend(ahead.hashes.iter().copied());
+        }
+        since.extend(offer.hashes.iter().copied());
+        let mut flags = MessageFlags::new();
+        flags.set(MessageFlags::SUPPORTS_SYNC_RESET);
+        let mut heads = offer.after.clone();
+        heads.sort();
+        Message {
+            heads,
+            need: Vec::new(),
+            have: vec![Have {
+                last_sync: shared.to_vec(),
+                bloom: BloomFilter::from_hashes(since.iter()),
+            }],
+            changes: offer
+                .changes
+                .iter()
+                .map(|c| c.to_vec())
+                .collect::<Vec<_>>()
+                .into(),
+            flags: Some(flags),
+            version: MessageVersion::V1,
+        }
+    }
+
+    /// Applies the changes sent ahead to the engine's copies, before any
+    /// other input is handled, then lets Automerge carry on as usual.
+    pub(super) fn catch_up_ahead(&mut self) {
+        for (doc, ahead) in std::mem::take(&mut self.ahead) {
+            let Some(slot) = self.docs.get_mut(&doc) else {
+                continue;
+            };
+            let applied = slot.doc_mut().map(|d| {
+                d.load_incremental(&ahead.changes.concat())
+                    .map(|_| d.get_heads())
+            });
+            match applied {
+                Some(Ok(heads)) => slot.heads = heads,
+                // The replica holds the changes: the next use reloads them.
+                _ => slot.residency = Residency::Unloaded,
+            }
+            self.push_to_peers(doc);
+        }
+    }
+}
