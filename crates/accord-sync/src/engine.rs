@@ -317,12 +317,13 @@ pub struct Outputs {
     /// Frames to send once `writes` are durable, except the first
     /// `before_writes` of them, which may go while the writes are committed.
     pub send: Vec<(ConnId, Vec<u8>)>,
-    /// How many leading frames of `send` go to peers that have never given
-    /// us a change on their connection. Our heads are a receipt only to a
-    /// peer whose changes they include, so these peers cannot mistake a
-    /// frame for a promise that something is stored; a relay forwards to
-    /// them without waiting for its disk. Per connection, frames keep their
-    /// order: all of a connection's frames are either early or not.
+    /// How many leading frames of `send` go to peers that gave us no
+    /// change in this round. Our heads are a receipt only to a peer whose
+    /// changes they include, and changes of earlier rounds are already
+    /// durable, so these peers cannot mistake a frame for a promise that
+    /// something is stored; a relay forwards to them without waiting for
+    /// its disk. Per connection, frames keep their order: all of a
+    /// connection's frames are either early or not.
     pub before_writes: usize,
     pub close: Vec<ConnId>,
     pub load: Vec<DocId>,
@@ -378,10 +379,6 @@ struct Conn {
     /// the peer with (see `send_ahead`).
     told_ahead: BTreeMap<DocId, Vec<ChangeHash>>,
     in_sync: bool,
-    /// The peer has sent us changes on this connection, so it may read our
-    /// heads as a receipt: see [`Outputs::before_writes`]. (Attestations
-    /// alone do not count: peers offer them with change-less messages too.)
-    gave_changes: bool,
     /// Since when (engine time) the peer has been behind, as last seen by
     /// [`Engine::sync_lag`]; `None` while it holds what we hold.
     behind_since: Option<u64>,
@@ -432,6 +429,12 @@ pub struct Engine {
     /// Connections just sent a document's received changes by `forward`,
     /// which `push_to_peers` then leaves alone; emptied after every input.
     forwarded: BTreeMap<DocId, BTreeSet<ConnId>>,
+    /// Connections that gave us changes in this input: they may read our
+    /// heads as a receipt for this round's writes, so their frames wait
+    /// for them (see [`Outputs::before_writes`]). Changes given in earlier
+    /// rounds are already durable. (Attestations alone do not count: peers
+    /// offer them with change-less messages too.) Emptied after every input.
+    gave_changes: BTreeSet<ConnId>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -468,6 +471,7 @@ impl Engine {
             inbound: BTreeMap::new(),
             ahead: BTreeMap::new(),
             forwarded: BTreeMap::new(),
+            gave_changes: BTreeSet::new(),
             rosters: BTreeMap::new(),
         }
     }
@@ -510,7 +514,6 @@ impl Engine {
             refused_whole: BTreeMap::new(),
             told_ahead: BTreeMap::new(),
             in_sync: false,
-            gave_changes: false,
             behind_since: Some(now),
             stats: ConnStats::default(),
         };
@@ -563,6 +566,7 @@ impl Engine {
         }
         self.forwarded.clear();
         self.order_sends_for_durability();
+        self.gave_changes.clear();
         std::mem::take(&mut self.out)
     }
 
@@ -585,7 +589,7 @@ impl Engine {
     /// Moves the frames that need not wait for this round's writes (see
     /// [`Outputs::before_writes`]) to the front of `send`.
     fn order_sends_for_durability(&mut self) {
-        let waits = |id: &ConnId| self.conns.get(id).is_none_or(|c| c.gave_changes);
+        let waits = |id: &ConnId| !self.conns.contains_key(id) || self.gave_changes.contains(id);
         let (mut early, late): (Vec<_>, Vec<_>) = std::mem::take(&mut self.out.send)
             .into_iter()
             .partition(|(id, _)| !waits(id));
@@ -1208,7 +1212,7 @@ impl Engine {
         for (id, bytes) in messages {
             let message = crate::message::decode(bytes).map_err(|_| Fallback::OneByOne)?;
             if !message.changes.is_empty() {
-                self.conn(*id).gave_changes = true;
+                self.gave_changes.insert(*id);
             }
             // A whole document cannot be merged with other messages' changes
             // into one message; judging it here would only load it twice.
@@ -1481,7 +1485,7 @@ impl Engine {
         let message = crate::message::decode(&bytes)
             .map_err(|e| (ErrorCode::Protocol, format!("malformed sync message: {e}")))?;
         if !message.changes.is_empty() {
-            self.conn(id).gave_changes = true;
+            self.gave_changes.insert(id);
         }
         if self.sent_before_our_snapshot(id, doc, &message) {
             return Ok(Receipt::Skipped);
