@@ -1805,6 +1805,7 @@ impl Engine {
 
     /// Stores the offered attestations that now cover held changes.
     fn settle_attestations(&mut self, doc: DocId) {
+        self.check_attestations(doc);
         let Some(slot) = self.docs.get_mut(&doc) else {
             return;
         };
@@ -1854,6 +1855,7 @@ impl Engine {
                 None => return Err(NotYet::Roster),
             }
         }
+        self.check_attestations(doc);
         let Some(slot) = self.docs.get_mut(&doc) else {
             return Ok(Ok(provenance::Screened::default()));
         };
@@ -2014,20 +2016,39 @@ impl Engine {
         for bytes in list {
             let attestation = Attestation::from_bytes(&bytes)
                 .map_err(|e| (ErrorCode::Protocol, e.to_string()))?;
-            if let Err(e) = slot.attestations.offer(doc, attestation) {
-                // A forged signature is the sender's doing: tell it, keep going.
-                tracing::warn!(conn = id.0, %doc, error = %e, "ignoring an invalid attestation");
-                self.out.events.push(Event::ChangesRefused {
-                    conn: id,
-                    doc,
-                    peer: self.peer_of(id),
-                    changes: 0,
-                    reason: format!("invalid attestation: {e}"),
-                });
+            if let Err(e) = slot.attestations.offer(doc, attestation, id) {
+                self.invalid_attestation(id, doc, &e);
                 return Ok(());
             }
         }
         Ok(())
+    }
+
+    /// Checks the signatures of the attestations offered for `doc` since
+    /// they were last needed (see `Attestations::check_offered`).
+    fn check_attestations(&mut self, doc: DocId) {
+        let Some(slot) = self.docs.get_mut(&doc) else {
+            return;
+        };
+        for (id, e) in slot.attestations.check_offered() {
+            self.invalid_attestation(id, doc, &e);
+        }
+    }
+
+    /// An attestation that is not valid is its sender's doing: it is
+    /// dropped, logged and reported, and the connection carries on.
+    fn invalid_attestation(&mut self, id: ConnId, doc: DocId, error: &str) {
+        tracing::warn!(conn = id.0, %doc, %error, "ignoring an invalid attestation");
+        let Some((peer, _)) = self.conns.get(&id).and_then(Conn::peer) else {
+            return;
+        };
+        self.out.events.push(Event::ChangesRefused {
+            conn: id,
+            doc,
+            peer,
+            changes: 0,
+            reason: format!("invalid attestation: {error}"),
+        });
     }
 
     /// Throws away refused content of `doc` (brought by `culprit`): a stored

@@ -12,6 +12,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use accord_identity::OrgKey;
+
+use crate::engine::ConnId;
 use accord_model::trust::{
     Attestation, Candidate, Refusal, RosterHistory, Rule, UnknownRoster, verify_batch,
     verify_roster_batch,
@@ -356,12 +358,28 @@ fn split_accepted(
     (out, waits)
 }
 
+/// Inserts, first dropping the oldest entry if `map` holds [`MAX_OFFERED`].
+fn bounded_insert<V>(map: &mut BTreeMap<[u8; 32], V>, id: [u8; 32], value: V) {
+    if map.len() >= MAX_OFFERED
+        && let Some(oldest) = map.keys().next().copied()
+    {
+        map.remove(&oldest);
+    }
+    map.insert(id, value);
+}
+
 /// A document's attestations as the engine holds them: stored ones, and
 /// ones offered by peers that wait for their changes.
 #[derive(Debug, Default)]
 pub(crate) struct Attestations {
     pub held: BTreeMap<[u8; 32], Attestation>,
     pub offered: BTreeMap<[u8; 32], Attestation>,
+    /// Offered, with the connection that offered each, and not yet
+    /// checked: signatures are checked when the attestations are first
+    /// needed (`check_offered`, before judging changes or settling), so a
+    /// node holding a partner's keystrokes in its coalescing window, or a
+    /// subscriber reading a relay's forward, does no ed25519 work on arrival.
+    unverified: BTreeMap<[u8; 32], (ConnId, Attestation)>,
 }
 
 impl Attestations {
@@ -373,23 +391,39 @@ impl Attestations {
             .collect()
     }
 
-    /// Takes a peer's attestation for `doc` after checking its signature.
-    pub fn offer(&mut self, doc: DocId, attestation: Attestation) -> Result<(), String> {
+    /// Takes a peer's attestation for `doc`; its signature is checked by
+    /// [`Attestations::check_offered`], before it is used.
+    pub fn offer(
+        &mut self,
+        doc: DocId,
+        attestation: Attestation,
+        from: ConnId,
+    ) -> Result<(), String> {
         if attestation.doc != doc {
             return Err("an attestation for another document".to_owned());
         }
         let id = attestation.id();
-        if self.held.contains_key(&id) || self.offered.contains_key(&id) {
+        if self.held.contains_key(&id)
+            || self.offered.contains_key(&id)
+            || self.unverified.contains_key(&id)
+        {
             return Ok(());
         }
-        attestation.verify().map_err(|e| e.to_string())?;
-        if self.offered.len() >= MAX_OFFERED
-            && let Some(oldest) = self.offered.keys().next().copied()
-        {
-            self.offered.remove(&oldest);
-        }
-        self.offered.insert(id, attestation);
+        bounded_insert(&mut self.unverified, id, (from, attestation));
         Ok(())
+    }
+
+    /// Checks the signatures of the attestations offered since the last
+    /// call; keeps the valid ones and returns who offered each invalid one, and why.
+    pub fn check_offered(&mut self) -> Vec<(ConnId, String)> {
+        let mut invalid = Vec::new();
+        for (id, (from, attestation)) in std::mem::take(&mut self.unverified) {
+            match attestation.verify() {
+                Ok(()) => bounded_insert(&mut self.offered, id, attestation),
+                Err(e) => invalid.push((from, e.to_string())),
+            }
+        }
+        invalid
     }
 
     /// Moves offered attestations whose heads `doc` now holds into `held`,
@@ -559,7 +593,7 @@ mod tests {
         let mut a = Attestations::default();
         // Offered while the document was not loaded, then loaded from the store.
         for att in &attestations {
-            a.offer(att.doc, att.clone()).expect("valid");
+            offer_valid(&mut a, att);
         }
         a.held = attestations.iter().map(|x| (x.id(), x.clone())).collect();
         let (added, dropped) = a.settle(&mut d);
@@ -567,6 +601,37 @@ mod tests {
         assert!(dropped.is_empty(), "nothing superseded");
         assert_eq!(a.held.len(), 3, "every organisation's attestation kept");
         assert!(a.offered.is_empty());
+    }
+
+    /// Offers `att` as a peer would, and checks it.
+    fn offer_valid(a: &mut Attestations, att: &Attestation) {
+        a.offer(att.doc, att.clone(), ConnId(1))
+            .expect("for this document");
+        assert!(a.check_offered().is_empty(), "a valid signature");
+    }
+
+    /// A forged attestation is taken without work on arrival, and refused,
+    /// naming the connection that offered it, when first checked; valid
+    /// ones offered with it are kept.
+    #[test]
+    fn a_forged_attestation_is_refused_when_checked_and_names_its_sender() {
+        let (_, attestations) = three_authors();
+        let mut forged = attestations[1].clone();
+        forged.heads = attestations[2].heads.clone();
+        let mut a = Attestations::default();
+        a.offer(forged.doc, forged, ConnId(7))
+            .expect("for this document");
+        a.offer(attestations[0].doc, attestations[0].clone(), ConnId(8))
+            .expect("for this document");
+        assert!(a.offered.is_empty(), "nothing is used before it is checked");
+        let invalid = a.check_offered();
+        assert_eq!(invalid.len(), 1);
+        assert_eq!(invalid[0].0, ConnId(7));
+        assert_eq!(
+            a.offered.keys().copied().collect::<Vec<_>>(),
+            vec![attestations[0].id()]
+        );
+        assert!(a.check_offered().is_empty(), "each is checked once");
     }
 
     /// The first author (seed [1; 32]) commits another change to `d` and
@@ -588,7 +653,7 @@ mod tests {
             ..Attestations::default()
         };
         let later = a_later_change_by_the_first(&mut d, &attestations[0]);
-        a.offer(later.doc, later.clone()).expect("valid");
+        offer_valid(&mut a, &later);
         let (added, dropped) = a.settle(&mut d);
         assert_eq!(added.len(), 1);
         assert_eq!(dropped, vec![attestations[0].id()]);
@@ -602,10 +667,9 @@ mod tests {
     fn one_superseded_within_a_batch_is_not_stored() {
         let (mut d, attestations) = three_authors();
         let mut a = Attestations::default();
-        a.offer(attestations[0].doc, attestations[0].clone())
-            .expect("valid");
+        offer_valid(&mut a, &attestations[0]);
         let later = a_later_change_by_the_first(&mut d, &attestations[0]);
-        a.offer(later.doc, later.clone()).expect("valid");
+        offer_valid(&mut a, &later);
         let (added, dropped) = a.settle(&mut d);
         assert_eq!(
             added.iter().map(Attestation::id).collect::<Vec<_>>(),
