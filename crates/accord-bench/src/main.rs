@@ -119,6 +119,12 @@ pub struct FanoutArgs {
     /// edit, which then queues behind it.
     #[arg(long, default_value_t = 2)]
     warmup: usize,
+    /// Each subscriber's coalescing window in milliseconds, as `accord
+    /// serve` runs a node: received changes are held this long and applied
+    /// together. Arrival is timed when the frame is read, whatever the window;
+    /// 0 applies each change as it arrives.
+    #[arg(long, default_value_t = accord_node::NODE_COALESCE_WINDOW_MS)]
+    subscriber_window: u64,
     /// Also write the results as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -204,6 +210,7 @@ fn main() -> Result<()> {
                 edits: a.edits,
                 rate: a.rate,
                 warmup: a.warmup,
+                subscriber_window_ms: a.subscriber_window,
             };
             return relay_fanout::run(&a.subscribers, config, a.json.as_deref());
         }

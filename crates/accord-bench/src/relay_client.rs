@@ -138,6 +138,10 @@ pub struct Run {
     pub start: watch::Receiver<bool>,
     pub stop: watch::Receiver<bool>,
     pub counts: Counts,
+    /// Each client's coalescing window (`EngineConfig::coalesce_window_ms`):
+    /// a node's (`accord_node::NODE_COALESCE_WINDOW_MS`) holds received
+    /// changes that long before applying them; 0 applies each at once.
+    pub window_ms: u64,
 }
 
 /// What one client saw, for the figures computed after the run.
@@ -189,12 +193,16 @@ struct Client {
     dialing: Option<OwnedSemaphorePermit>,
     ready: bool,
     started: Option<Instant>,
+    /// When each edit's change was read from the socket, until applied
+    /// (with a window, the apply comes later, on a tick).
+    arrivals: BTreeMap<u64, Instant>,
     log: ClientLog,
 }
 
 impl Client {
     fn new(org: usize, group: &Group, edits: Option<Edits>, run: Arc<Run>) -> Result<Client> {
-        let mut peer = Peer::new(org_seed(org), PeerRole::Node, false);
+        let mut peer = Peer::new(org_seed(org), PeerRole::Node, run.window_ms > 0);
+        peer.coalesce_window_ms = run.window_ms;
         peer.store.docs = group.stored.clone();
         peer.restart();
         let writer = edits.map(|plan| writer(org, group, plan)).transpose()?;
@@ -209,6 +217,7 @@ impl Client {
             dialing: None,
             ready: false,
             started: None,
+            arrivals: BTreeMap::new(),
             log: ClientLog {
                 org,
                 ..ClientLog::default()
@@ -239,12 +248,46 @@ impl Client {
             self.log.frames_in += 1;
         }
         self.note_acks(&bytes, arrival);
+        self.note_arrivals(&bytes, arrival);
         let input = Input::Received {
             conn: self.conn,
             bytes,
         };
         let out = self.peer.engine.handle(input, self.now());
-        self.execute(out, Some(arrival))
+        let mut frames = self.execute(out, Some(arrival))?;
+        if self.run.window_ms > 0 {
+            // As the node's driver does after each batch of commands.
+            let out = self.peer.engine.handle(Input::Flush, self.now());
+            frames.extend(self.execute(out, Some(arrival))?);
+        }
+        Ok(frames)
+    }
+
+    /// Time passed: applies what the engine held whose window has passed.
+    fn tick(&mut self) -> Result<Vec<Vec<u8>>> {
+        let out = self.peer.engine.handle(Input::Tick, self.now());
+        self.execute(out, None)
+    }
+
+    /// When the engine next has held changes to apply.
+    fn deadline(&self) -> Option<tokio::time::Instant> {
+        let at = self.peer.engine.next_deadline()?;
+        Some((self.run.epoch + Duration::from_millis(at)).into())
+    }
+
+    /// Remembers when each edit in a sync frame arrived, for when it is applied.
+    fn note_arrivals(&mut self, bytes: &[u8], arrival: Instant) {
+        let Ok(Frame::Sync { message, .. }) = Frame::decode(bytes) else {
+            return;
+        };
+        let Ok(message) = Message::decode(&message) else {
+            return;
+        };
+        for chunk in message.changes.iter() {
+            for id in edit_ids(chunk).unwrap_or_default() {
+                self.arrivals.entry(id).or_insert(arrival);
+            }
+        }
     }
 
     /// Acknowledges every edit up to the newest of ours that the relay's
@@ -342,9 +385,8 @@ impl Client {
     fn record_received(&mut self, ids: Vec<u64>, arrival: Option<Instant>) {
         let applied = Instant::now();
         for id in ids.into_iter().filter(|id| org_of(*id) != self.org) {
-            self.log
-                .received
-                .push((id, arrival.unwrap_or(applied), applied));
+            let arrived = self.arrivals.remove(&id).or(arrival).unwrap_or(applied);
+            self.log.received.push((id, arrived, applied));
             Counts::add(&self.run.counts.received, 1);
         }
     }
@@ -484,6 +526,10 @@ pub async fn run_client(
                 };
                 send_all(&mut ws, frames).await?;
             }
+            () = until(client.deadline()) => {
+                let frames = client.tick()?;
+                send_all(&mut ws, frames).await?;
+            }
             () = next_tick(&mut timer) => {
                 if client.editing() {
                     let (id, frames) = client.edit()?;
@@ -509,6 +555,14 @@ pub async fn run_client(
     client.log.roster_loads = roster_loads;
     client.log.mou_loads = client.peer.agreement_loads();
     Ok(client.log)
+}
+
+/// Waits until `at`, or forever without one.
+async fn until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }
 
 fn edit_timer(plan: &Edits) -> tokio::time::Interval {

@@ -35,6 +35,8 @@ pub struct FanoutConfig {
     pub rate: f64,
     /// Leading edits reported apart as `cold`, not in the steady-state figures.
     pub warmup: usize,
+    /// Each subscriber's coalescing window (see `relay_client::Run::window_ms`).
+    pub subscriber_window_ms: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -132,7 +134,14 @@ async fn ours(n: usize, config: FanoutConfig) -> Result<Ours> {
         duration: Duration::MAX,
     };
     let plan = |org: usize| (org == 0).then_some(edits);
-    let outcome = drive(&relay, &[group], plan, Duration::from_secs(60)).await;
+    let outcome = drive(
+        &relay,
+        &[group],
+        plan,
+        Duration::from_secs(60),
+        config.subscriber_window_ms,
+    )
+    .await;
     relay.stop().await?;
     let mut outcome = outcome?;
     print_clients(n, config, &outcome);

@@ -85,6 +85,9 @@ pub async fn load(relay: RelayHost, data: &Path, config: LoadConfig) -> Result<L
         &groups,
         |org| Some(plan(&config, org)),
         config.settle,
+        // Each client applies what it receives at once, as when these
+        // figures were first taken (see `relay-fanout --subscriber-window`).
+        0,
     )
     .await;
     relay.stop().await?;

@@ -61,6 +61,7 @@ pub async fn drive(
     groups: &[Arc<Group>],
     edits: impl Fn(usize) -> Option<Edits>,
     settle: Duration,
+    window_ms: u64,
 ) -> Result<Outcome> {
     let (ready_tx, mut ready) = mpsc::unbounded_channel();
     let (start_tx, start) = watch::channel(false);
@@ -73,6 +74,7 @@ pub async fn drive(
         start,
         stop,
         counts: Counts::default(),
+        window_ms,
     });
     let dialing = Arc::new(Semaphore::new(DIALING));
     let mut clients = JoinSet::new();
