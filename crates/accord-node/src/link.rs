@@ -10,6 +10,7 @@ use std::time::Duration;
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::driver::{Command, DriverHandle, OUTBOX_FRAMES, Outbound};
 use accord_identity::OrgKey;
@@ -63,8 +64,8 @@ pub struct LinkInfo {
 
 /// Runs one connection until either side closes or the node shuts down.
 pub async fn run<I, O>(
-    mut incoming: I,
-    mut outgoing: O,
+    incoming: I,
+    outgoing: O,
     info: LinkInfo,
     driver: DriverHandle,
     shutdown: CancellationToken,
@@ -72,7 +73,7 @@ pub async fn run<I, O>(
     I: Stream<Item = Incoming> + Unpin,
     O: Sink<Outgoing> + Unpin,
 {
-    let (outbox, mut frames) = mpsc::channel(OUTBOX_FRAMES);
+    let (outbox, frames) = mpsc::channel(OUTBOX_FRAMES);
     let Some(conn) = driver
         .connect(info.dialed, info.expect, info.url.clone(), outbox)
         .await
@@ -87,7 +88,28 @@ pub async fn run<I, O>(
         conn = conn.0,
         url = info.url.as_deref().unwrap_or("incoming")
     );
-    let _enter = span.enter();
+    // Instrumented, not entered: a span entered across `.await` stays
+    // entered on whichever thread the task yields, and every connection's
+    // log lines then carried the spans of the others polled there.
+    serve(conn, incoming, outgoing, frames, &driver, shutdown)
+        .instrument(span)
+        .await;
+    driver.send(Command::Disconnected { conn });
+}
+
+/// The connection's loop: frames in to the driver, the driver's frames out,
+/// pings, until either side closes or the node shuts down.
+async fn serve<I, O>(
+    conn: ConnId,
+    mut incoming: I,
+    mut outgoing: O,
+    mut frames: mpsc::Receiver<Outbound>,
+    driver: &DriverHandle,
+    shutdown: CancellationToken,
+) where
+    I: Stream<Item = Incoming> + Unpin,
+    O: Sink<Outgoing> + Unpin,
+{
     let mut ping = tokio::time::interval(PING_EVERY);
     ping.tick().await;
     let mut last_heard = tokio::time::Instant::now();
@@ -149,7 +171,6 @@ pub async fn run<I, O>(
             }
         }
     }
-    driver.send(Command::Disconnected { conn });
 }
 
 /// `first` and up to `limit - 1` frames queued behind it; whether a close
