@@ -1,4 +1,7 @@
 //! Helpers shared by the node's loopback tests.
+//!
+//! Each test file compiles this module on its own and uses only part of it.
+#![allow(dead_code)]
 
 use std::net::SocketAddr;
 use std::sync::Arc;
