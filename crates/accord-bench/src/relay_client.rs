@@ -247,8 +247,10 @@ impl Client {
             self.log.bytes_in += bytes.len() as u64;
             self.log.frames_in += 1;
         }
-        self.note_acks(&bytes, arrival);
-        self.note_arrivals(&bytes, arrival);
+        if let Some(message) = sync_message(&bytes) {
+            self.note_acks(&message, arrival);
+            self.note_arrivals(&message, arrival);
+        }
         let input = Input::Received {
             conn: self.conn,
             bytes,
@@ -275,14 +277,8 @@ impl Client {
         Some((self.run.epoch + Duration::from_millis(at)).into())
     }
 
-    /// Remembers when each edit in a sync frame arrived, for when it is applied.
-    fn note_arrivals(&mut self, bytes: &[u8], arrival: Instant) {
-        let Ok(Frame::Sync { message, .. }) = Frame::decode(bytes) else {
-            return;
-        };
-        let Ok(message) = Message::decode(&message) else {
-            return;
-        };
+    /// Remembers when each edit in a sync message arrived, for when it is applied.
+    fn note_arrivals(&mut self, message: &Message, arrival: Instant) {
         for chunk in message.changes.iter() {
             for id in edit_ids(chunk).unwrap_or_default() {
                 self.arrivals.entry(id).or_insert(arrival);
@@ -294,14 +290,8 @@ impl Client {
     /// sync message names among its heads: the relay sends a frame only
     /// after the writes of that round are committed, so heads it advertises
     /// are durable in its replica.
-    fn note_acks(&mut self, bytes: &[u8], arrival: Instant) {
+    fn note_acks(&mut self, message: &Message, arrival: Instant) {
         let Some(writer) = self.writer.as_mut() else {
-            return;
-        };
-        let Ok(Frame::Sync { message, .. }) = Frame::decode(bytes) else {
-            return;
-        };
-        let Ok(message) = Message::decode(&message) else {
             return;
         };
         let newest = writer
@@ -426,6 +416,14 @@ fn writer(org: usize, group: &Group, plan: Edits) -> Result<Writer> {
         made: 0,
         unacked: VecDeque::new(),
     })
+}
+
+/// The sync message a frame carries, if it is a whole `Sync` frame.
+fn sync_message(bytes: &[u8]) -> Option<Message> {
+    let Ok(Frame::Sync { message, .. }) = Frame::decode(bytes) else {
+        return None;
+    };
+    Message::decode(&message).ok()
 }
 
 /// The edit ids among concatenated raw change chunks (a `StorageWrite::Append`).

@@ -2218,8 +2218,6 @@ impl Engine {
         }
         // Automerge encodes hash lists sorted (and the replica's may not be).
         heads.sort();
-        let mut flags = MessageFlags::new();
-        flags.set(MessageFlags::SUPPORTS_SYNC_RESET);
         let message = Message {
             heads: heads.clone(),
             need: Vec::new(),
@@ -2228,7 +2226,7 @@ impl Engine {
                 bloom: BloomFilter::default(),
             }],
             changes: saved.into(),
-            flags: Some(flags),
+            flags: Some(our_flags()),
             version: MessageVersion::V2,
         };
         // Nothing is known of the peer yet (`shared_heads` stays empty until
@@ -2298,10 +2296,22 @@ impl Engine {
         if let Some(Some(state)) = self.conn(id).docs.get_mut(&doc).map(Option::take) {
             return state;
         }
+        if let Some(state) = self.released_state(id, doc, peer) {
+            return state.clone();
+        }
         match self.docs.get(&doc).and_then(|s| s.saved_states.get(&peer)) {
-            Some((released_by, state)) if *released_by == Some(id) => state.clone(),
             Some((_, state)) => State::decode(&state.encode()).unwrap_or_default(),
             None => State::default(),
+        }
+    }
+
+    /// The sync state for `doc` this connection left in memory when its
+    /// conversation with `peer` settled (see `release_settled`): only the
+    /// connection that released it may carry on from it whole.
+    fn released_state(&self, id: ConnId, doc: DocId, peer: OrgKey) -> Option<&State> {
+        match self.docs.get(&doc)?.saved_states.get(&peer)? {
+            (Some(released_by), state) if *released_by == id => Some(state),
+            _ => None,
         }
     }
 
@@ -2825,6 +2835,14 @@ fn missing_deps_of_pending(slot: &mut DocSlot) -> Vec<ChangeHash> {
     deps.into_iter()
         .filter(|h| d.get_change_meta_by_hash(h).is_none())
         .collect()
+}
+
+/// The flags of the sync messages we build ourselves: what Automerge's own
+/// messages say of us (we understand `SyncReset`).
+fn our_flags() -> MessageFlags {
+    let mut flags = MessageFlags::new();
+    flags.set(MessageFlags::SUPPORTS_SYNC_RESET);
+    flags
 }
 
 fn same_heads(a: &[ChangeHash], b: &[ChangeHash]) -> bool {

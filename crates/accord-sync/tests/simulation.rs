@@ -1447,6 +1447,27 @@ fn syncs_in_inbox(
         .collect()
 }
 
+/// Sends, on an external link, the first sync message Automerge makes for
+/// `doc` as `held` holds it (fresh sync state); returns it.
+fn send_first_message(
+    sim: &mut Sim,
+    link: usize,
+    doc: DocId,
+    held: &mut automerge::AutoCommit,
+) -> automerge::sync::Message {
+    let first = automerge::sync::SyncDoc::generate_sync_message(
+        &held.sync(),
+        &mut automerge::sync::State::new(),
+    )
+    .expect("a first message");
+    let frame = Frame::Sync {
+        doc: *doc.as_bytes(),
+        message: first.clone().encode(),
+    };
+    sim.inject(link, 0, frame.encode());
+    first
+}
+
 /// Plays `b` on an external link to `a` up to the document lists: `b`
 /// shares `p` and lists `docs` for it.
 fn external_peer_lists(
@@ -1515,22 +1536,9 @@ fn heads_that_moved_past_a_snapshot_in_flight_are_told_again() {
     // b holds exactly a's new heads (from another peer) and starts as
     // Automerge does, before a's snapshot reaches it.
     let mut held = sim.nodes[a].store.load(doc).expect("stored");
-    let first = automerge::sync::SyncDoc::generate_sync_message(
-        &held.sync(),
-        &mut automerge::sync::State::new(),
-    )
-    .expect("a first message");
-    assert_eq!(first.heads.len(), ours.len());
     let seen = sim.external_inbox(link).len();
-    sim.inject(
-        link,
-        0,
-        Frame::Sync {
-            doc: *doc.as_bytes(),
-            message: first.encode(),
-        }
-        .encode(),
-    );
+    let first = send_first_message(&mut sim, link, doc, &mut held);
+    assert_eq!(first.heads.len(), ours.len());
     sim.run_until_quiescent();
     assert!(sim.violations.is_empty(), "{:?}", sim.violations);
     let answers = syncs_in_inbox(&sim, link, seen, doc);
@@ -1600,21 +1608,7 @@ fn a_peer_that_refused_the_whole_document_is_not_sent_it_again() {
             }
             .encode(),
         );
-        let mut nothing = automerge::AutoCommit::new();
-        let first = automerge::sync::SyncDoc::generate_sync_message(
-            &nothing.sync(),
-            &mut automerge::sync::State::new(),
-        )
-        .expect("a first message");
-        sim.inject(
-            link,
-            0,
-            Frame::Sync {
-                doc: *doc.as_bytes(),
-                message: first.encode(),
-            }
-            .encode(),
-        );
+        send_first_message(sim, link, doc, &mut automerge::AutoCommit::new());
         sim.run_until_quiescent();
     };
     let heads = snapshot[0].heads.clone();

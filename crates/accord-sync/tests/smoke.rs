@@ -152,6 +152,17 @@ fn pump(
     elsewhere
 }
 
+/// Of the frames `pump` returned, those its `b` node sent on `conn`.
+fn sent_by_b_on(
+    elsewhere: Vec<(bool, ConnId, Vec<u8>)>,
+    conn: ConnId,
+) -> impl Iterator<Item = Vec<u8>> {
+    elsewhere
+        .into_iter()
+        .filter(move |(by_b, on, _)| *by_b && *on == conn)
+        .map(|(_, _, f)| f)
+}
+
 fn connect(a: &mut Node, b: &mut Node) -> (ConnId, ConnId) {
     let (ca, out_a) = a.engine.connect(true, None, [1; 32], 0);
     let (cb, out_b) = b.engine.connect(false, None, [2; 32], 0);
@@ -689,15 +700,13 @@ fn a_relay_forwards_before_its_writes_but_acknowledges_the_writer_after() {
     let (_, change, heads) = type_into(&m, p, mou, new_document_actor(&sm, [2; 8]), "From M. ");
     let out = m.local_change(mou, change, &sm, heads);
     let queue = m.run(out, 0).into_iter().map(|(_, f)| (true, f)).collect();
-    let to_a: VecDeque<_> = pump(&mut m, &mut relay, m_to_relay, relay_to_m, queue)
-        .into_iter()
-        .filter(|(from_relay, conn, _)| *from_relay && *conn == relay_to_a)
-        .map(|(_, _, f)| (false, f))
+    let elsewhere = pump(&mut m, &mut relay, m_to_relay, relay_to_m, queue);
+    let to_a = sent_by_b_on(elsewhere, relay_to_a)
+        .map(|f| (false, f))
         .collect();
-    let rest: VecDeque<_> = pump(&mut a, &mut relay, a_to_relay, relay_to_a, to_a)
-        .into_iter()
-        .filter(|(from_relay, conn, _)| *from_relay && *conn == relay_to_m)
-        .map(|(_, _, f)| (true, f))
+    let elsewhere = pump(&mut a, &mut relay, a_to_relay, relay_to_a, to_a);
+    let rest = sent_by_b_on(elsewhere, relay_to_m)
+        .map(|f| (true, f))
         .collect();
     pump(&mut m, &mut relay, m_to_relay, relay_to_m, rest);
     assert!(purpose(&a.doc(mou).unwrap()).contains("From M."));
@@ -751,7 +760,7 @@ fn a_local_change_goes_to_a_caught_up_peer_ahead_of_the_engines_copy() {
         let (hash, change, heads) = type_into(&a, p, mou, actor.clone(), text);
         let out = a.local_change(mou, change.clone(), &sa, heads);
         if i > 0 {
-            let sent = sync_messages(&out);
+            let sent = sync_messages(out.send.iter().map(|(_, f)| f));
             assert_eq!(sent.len(), 1, "one sync message for {text:?}");
             assert_eq!(sent[0].heads, vec![hash]);
             assert_eq!(
@@ -770,7 +779,11 @@ fn a_local_change_goes_to_a_caught_up_peer_ahead_of_the_engines_copy() {
             typed.push(hash);
             let (hash, change, heads) = type_into(&a, p, mou, actor.clone(), "One and a half. ");
             let out = a.local_change(mou, change, &sa, heads);
-            assert_eq!(sync_messages(&out).len(), 1, "sent ahead again");
+            assert_eq!(
+                sync_messages(out.send.iter().map(|(_, f)| f)).len(),
+                1,
+                "sent ahead again"
+            );
             queue.extend(a.run(out, 0).into_iter().map(|(_, f)| (true, f)));
             typed.push(hash);
         } else {
@@ -805,11 +818,13 @@ fn a_local_change_goes_to_a_caught_up_peer_ahead_of_the_engines_copy() {
     );
 }
 
-/// The sync messages among `out`'s frames, decoded.
-fn sync_messages(out: &Outputs) -> Vec<automerge::sync::Message> {
-    out.send
-        .iter()
-        .filter_map(|(_, f)| match accord_sync::wire::Frame::decode(f) {
+/// The sync messages among `frames`, decoded.
+fn sync_messages<'a>(
+    frames: impl IntoIterator<Item = &'a Vec<u8>>,
+) -> Vec<automerge::sync::Message> {
+    frames
+        .into_iter()
+        .filter_map(|f| match accord_sync::wire::Frame::decode(f) {
             Ok(accord_sync::wire::Frame::Sync { message, .. }) => {
                 Some(automerge::sync::Message::decode(&message).unwrap())
             }
@@ -840,29 +855,11 @@ fn a_relay_forwards_received_changes_to_a_caught_up_member_as_they_arrived() {
     for text in ["First. ", "Second. "] {
         let (hash, change, heads) = type_into(&a, p, mou, actor.clone(), text);
         let out = a.local_change(mou, change.clone(), &sa, heads);
-        let queue: VecDeque<_> = a.run(out, 0).into_iter().map(|(_, f)| (true, f)).collect();
+        let queue = a.run(out, 0).into_iter().map(|(_, f)| (true, f)).collect();
         // A to the relay; what the relay sends M is delivered afterwards.
-        let mut to_m = Vec::new();
-        let mut queue = queue;
-        while let Some((to_relay, bytes)) = queue.pop_front() {
-            let (node, conn) = if to_relay {
-                (&mut relay, relay_to_a)
-            } else {
-                (&mut a, a_to_relay)
-            };
-            let out = node.engine.handle(Input::Received { conn, bytes }, 0);
-            for (c, f) in node.run(out, 0) {
-                if to_relay && c == relay_to_m {
-                    to_m.push(f);
-                } else {
-                    queue.push_back((!to_relay, f));
-                }
-            }
-        }
-        let carried: Vec<automerge::sync::Message> = sync_messages(&Outputs {
-            send: to_m.iter().map(|f| (relay_to_m, f.clone())).collect(),
-            ..Outputs::default()
-        });
+        let elsewhere = pump(&mut a, &mut relay, a_to_relay, relay_to_a, queue);
+        let to_m: Vec<Vec<u8>> = sent_by_b_on(elsewhere, relay_to_m).collect();
+        let carried = sync_messages(&to_m);
         forwarded_to_m.push(
             carried
                 .iter()

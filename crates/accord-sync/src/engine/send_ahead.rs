@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use accord_model::DocId;
 use automerge::ChangeHash;
-use automerge::sync::{BloomFilter, Have, Message, MessageFlags, MessageVersion, State};
+use automerge::sync::{BloomFilter, Have, Message, MessageVersion, State};
 
 use super::{ConnId, Engine, same_heads};
 use crate::registry::{DocSlot, Residency};
@@ -183,18 +183,18 @@ impl Engine {
             Some(Some(state)) => state.clone(),
             Some(None) => return None,
             // Released when the conversation settled: it resumes whole on
-            // the connection that released it (see `take_state`), and the
-            // peer's list must already name the document (no `announce`).
+            // the connection that released it, and the peer's list must
+            // already name the document (no `announce`).
             None => {
                 let slot = self.docs.get(&doc)?;
                 let listed = conn
                     .their_lists
                     .get(&slot.partnership)
                     .is_some_and(|list| list.iter().any(|e| e.id == *doc.as_bytes()));
-                match slot.saved_states.get(&peer) {
-                    Some((Some(owner), state)) if *owner == id && listed => state.clone(),
-                    _ => return None,
+                if !listed {
+                    return None;
                 }
+                self.released_state(id, doc, peer)?.clone()
             }
         };
         let told = same_heads(&state.last_sent_heads, ours);
@@ -264,8 +264,6 @@ impl Engine {
             since.extend(ahead.hashes.iter().copied());
         }
         since.extend(offer.hashes.iter().copied());
-        let mut flags = MessageFlags::new();
-        flags.set(MessageFlags::SUPPORTS_SYNC_RESET);
         let mut heads = offer.after.clone();
         heads.sort();
         Message {
@@ -281,28 +279,17 @@ impl Engine {
                 .map(|c| c.to_vec())
                 .collect::<Vec<_>>()
                 .into(),
-            flags: Some(flags),
+            flags: Some(super::our_flags()),
             version: MessageVersion::V1,
         }
     }
 
     /// Applies the changes sent ahead to the engine's copies, before any
-    /// other input is handled, then lets Automerge carry on as usual.
+    /// other input is handled, as the local changes they are (one apply
+    /// for all of a document's), then lets Automerge carry on as usual.
     pub(super) fn catch_up_ahead(&mut self) {
         for (doc, ahead) in std::mem::take(&mut self.ahead) {
-            let Some(slot) = self.docs.get_mut(&doc) else {
-                continue;
-            };
-            let applied = slot.doc_mut().map(|d| {
-                d.load_incremental(&ahead.changes.concat())
-                    .map(|_| d.get_heads())
-            });
-            match applied {
-                Some(Ok(heads)) => slot.heads = heads,
-                // The replica holds the changes: the next use reloads them.
-                _ => slot.residency = Residency::Unloaded,
-            }
-            self.push_to_peers(doc);
+            self.on_local_change(doc, &ahead.changes.concat());
         }
     }
 }
