@@ -2251,36 +2251,40 @@ impl Engine {
     /// Sends the peer the attestations of `doc` it has not had from us, so
     /// they arrive before the changes they cover.
     fn send_attestations(&mut self, id: ConnId, doc: DocId) {
+        self.send_attestations_with(id, doc, &mut AttestFrames::default());
+    }
+
+    /// Sends the document's attestations this connection has not been sent,
+    /// encoding each set of them once for every connection `built` serves.
+    fn send_attestations_with(&mut self, id: ConnId, doc: DocId, built: &mut AttestFrames) {
         let Some(slot) = self.docs.get(&doc) else {
             return;
         };
-        let sent = &self
-            .conns
-            .get(&id)
-            .map(|c| c.attested.clone())
-            .unwrap_or_default();
-        let fresh: Vec<([u8; 32], Vec<u8>)> = slot
+        let Some(conn) = self.conns.get(&id) else {
+            return;
+        };
+        let fresh: Vec<[u8; 32]> = slot
             .attestations
             .held
-            .iter()
-            .filter(|(key, _)| !sent.contains(*key))
-            .map(|(key, a)| (*key, a.to_bytes()))
+            .keys()
+            .filter(|key| !conn.attested.contains(*key))
+            .copied()
             .collect();
         if fresh.is_empty() {
             return;
         }
-        for batch in fresh.chunks(provenance::MAX_OFFERED) {
-            let frame = Frame::Attest {
-                doc: *doc.as_bytes(),
-                attestations: batch
-                    .iter()
-                    .map(|(_, b)| serde_bytes::ByteBuf::from(b.clone()))
-                    .collect(),
-            };
-            self.send(id, &frame);
+        let frames = match built.get(&fresh) {
+            Some(frames) => frames.clone(),
+            None => {
+                let frames = attest_frames(doc, slot, &fresh);
+                built.insert(fresh.clone(), frames.clone());
+                frames
+            }
+        };
+        for bytes in frames {
+            self.send_encoded(id, bytes);
         }
-        let conn = self.conn(id);
-        conn.attested.extend(fresh.into_iter().map(|(k, _)| k));
+        self.conn(id).attested.extend(fresh);
     }
 
     /// The connection's sync state for `doc`, starting from the state saved
@@ -2584,7 +2588,11 @@ impl Engine {
     }
 
     fn send(&mut self, id: ConnId, frame: &Frame) {
-        let bytes = frame.encode();
+        self.send_encoded(id, frame.encode());
+    }
+
+    /// Sends a frame encoded once for many connections.
+    fn send_encoded(&mut self, id: ConnId, bytes: Vec<u8>) {
         if let Some(conn) = self.conns.get_mut(&id) {
             conn.stats.frames_sent += 1;
             conn.stats.bytes_sent += bytes.len() as u64;
@@ -2839,6 +2847,27 @@ fn missing_deps_of_pending(slot: &mut DocSlot) -> Vec<ChangeHash> {
 
 /// The flags of the sync messages we build ourselves: what Automerge's own
 /// messages say of us (we understand `SyncReset`).
+/// Encoded `Attest` frames by the attestations they carry (see
+/// `send_attestations_with`).
+type AttestFrames = BTreeMap<Vec<[u8; 32]>, Vec<Vec<u8>>>;
+
+/// The `Attest` frames offering the attestations `keys` of `doc`.
+fn attest_frames(doc: DocId, slot: &DocSlot, keys: &[[u8; 32]]) -> Vec<Vec<u8>> {
+    keys.chunks(provenance::MAX_OFFERED)
+        .map(|batch| {
+            Frame::Attest {
+                doc: *doc.as_bytes(),
+                attestations: batch
+                    .iter()
+                    .filter_map(|key| slot.attestations.held.get(key))
+                    .map(|a| serde_bytes::ByteBuf::from(a.to_bytes()))
+                    .collect(),
+            }
+            .encode()
+        })
+        .collect()
+}
+
 fn our_flags() -> MessageFlags {
     let mut flags = MessageFlags::new();
     flags.set(MessageFlags::SUPPORTS_SYNC_RESET);
@@ -2846,6 +2875,13 @@ fn our_flags() -> MessageFlags {
 }
 
 fn same_heads(a: &[ChangeHash], b: &[ChangeHash]) -> bool {
+    // Nearly always one head each, in the same order: no copies then.
+    if a.len() != b.len() {
+        return false;
+    }
+    if a == b {
+        return true;
+    }
     let mut a = a.to_vec();
     let mut b = b.to_vec();
     a.sort();

@@ -18,11 +18,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use accord_model::DocId;
 use automerge::ChangeHash;
-use automerge::sync::{BloomFilter, Have, Message, MessageVersion, State};
+use automerge::sync::{BloomFilter, Have, Message, MessageVersion};
 
-use super::{ConnId, Engine, same_heads};
+use super::{AttestFrames, ConnId, Engine, same_heads};
 use crate::registry::{DocSlot, Residency};
-use crate::wire::sync_frames;
+use crate::wire::{Frame, sync_frames};
 
 /// Local changes sent ahead of the engine's copy of one document.
 #[derive(Default)]
@@ -81,7 +81,7 @@ impl Engine {
             hashes: vec![hash],
             after: vec![hash],
         };
-        for (id, _) in &peers {
+        for id in &peers {
             self.conn(*id).stats.changes_sent_ahead += 1;
         }
         self.offer(&offer, peers);
@@ -117,10 +117,10 @@ impl Engine {
         let peers = self
             .caught_up_peers(doc, before, senders, false)
             .unwrap_or_default();
-        for (id, _) in &peers {
+        for id in &peers {
             self.conn(*id).stats.changes_forwarded += changes.len() as u64;
         }
-        let forwarded = peers.iter().map(|(id, _)| *id).collect();
+        let forwarded = peers.iter().copied().collect();
         self.offer(&offer, peers);
         forwarded
     }
@@ -145,15 +145,15 @@ impl Engine {
         heads: &[ChangeHash],
         except: &BTreeSet<ConnId>,
         all: bool,
-    ) -> Option<Vec<(ConnId, State)>> {
+    ) -> Option<Vec<ConnId>> {
         let p = self.docs.get(&doc)?.partnership;
         let mut peers = Vec::new();
         for (id, conn) in &self.conns {
             if !conn.shared.contains(&p) || except.contains(id) {
                 continue;
             }
-            if let Some(state) = self.state_caught_up_to(*id, doc, heads) {
-                peers.push((*id, state));
+            if self.caught_up_to(*id, doc, heads) {
+                peers.push(*id);
             } else if all {
                 return None;
             }
@@ -170,31 +170,36 @@ impl Engine {
             .unwrap_or_default()
     }
 
-    /// The connection's sync state for `doc` if the peer holds, or has
-    /// been sent, everything up to `ours` and is owed nothing else: then
-    /// changes built on `ours` are all that Automerge would send it.
-    fn state_caught_up_to(&self, id: ConnId, doc: DocId, ours: &[ChangeHash]) -> Option<State> {
-        let conn = self.conns.get(&id)?;
-        let (peer, _) = conn.peer()?;
+    /// Whether the peer on `id` holds, or has been sent, everything up to
+    /// `ours` of `doc` and is owed nothing else: then changes built on
+    /// `ours` are all that Automerge would send it. Its sync state is only
+    /// looked at: a relay asks this of every subscriber for every change.
+    fn caught_up_to(&self, id: ConnId, doc: DocId, ours: &[ChangeHash]) -> bool {
+        let Some(conn) = self.conns.get(&id) else {
+            return false;
+        };
+        let Some((peer, _)) = conn.peer() else {
+            return false;
+        };
         if conn.snapshots.contains(&doc) || conn.early.contains_key(&doc) {
-            return None;
+            return false;
         }
         let state = match conn.docs.get(&doc) {
-            Some(Some(state)) => state.clone(),
-            Some(None) => return None,
+            Some(Some(state)) => state,
+            Some(None) => return false,
             // Released when the conversation settled: it resumes whole on
             // the connection that released it, and the peer's list must
             // already name the document (no `announce`).
             None => {
-                let slot = self.docs.get(&doc)?;
-                let listed = conn
-                    .their_lists
-                    .get(&slot.partnership)
-                    .is_some_and(|list| list.iter().any(|e| e.id == *doc.as_bytes()));
-                if !listed {
-                    return None;
+                let listed = self.docs.get(&doc).is_some_and(|slot| {
+                    conn.their_lists
+                        .get(&slot.partnership)
+                        .is_some_and(|list| list.iter().any(|e| e.id == *doc.as_bytes()))
+                });
+                match self.released_state(id, doc, peer) {
+                    Some(state) if listed => state,
+                    _ => return false,
                 }
-                self.released_state(id, doc, peer)?.clone()
             }
         };
         let told = same_heads(&state.last_sent_heads, ours);
@@ -211,39 +216,47 @@ impl Engine {
             && state.their_need.as_ref().is_some_and(Vec::is_empty)
             && !state.shared_heads.is_empty()
             && !state.is_peer_read_only();
-        (caught_up && quiet).then_some(state)
+        caught_up && quiet
     }
 
     /// Sends `offer` to each of `peers` and leaves each sync state as
     /// generating that message would have. Peers that share the same heads
     /// with us get the same message, built once.
-    fn offer(&mut self, offer: &Offer, peers: Vec<(ConnId, State)>) {
+    fn offer(&mut self, offer: &Offer, peers: Vec<ConnId>) {
         let doc = offer.doc;
-        let mut built: BTreeMap<Vec<ChangeHash>, Vec<u8>> = BTreeMap::new();
-        for (id, mut state) in peers {
+        // Encoded frames, by the heads peers share with us; and attestations.
+        let mut built: BTreeMap<Vec<ChangeHash>, Vec<Vec<u8>>> = BTreeMap::new();
+        let mut attested = AttestFrames::default();
+        for id in peers {
+            let peer = self.peer_of(id);
+            let mut state = self.take_state(id, doc, peer);
             let mut shared = state.shared_heads.clone();
             shared.sort();
-            let message = match built.get(&shared) {
-                Some(bytes) => bytes.clone(),
+            let frames = match built.get(&shared) {
+                Some(frames) => frames.clone(),
                 None => {
-                    let bytes = self.message_for(offer, &shared).encode();
-                    built.insert(shared, bytes.clone());
-                    bytes
+                    let message = self.message_for(offer, &shared).encode();
+                    let frames: Vec<Vec<u8>> = sync_frames(*doc.as_bytes(), message)
+                        .iter()
+                        .map(Frame::encode)
+                        .collect();
+                    built.insert(shared, frames.clone());
+                    frames
                 }
             };
             state.have_responded = true;
             state.in_flight = true;
             state.last_sent_heads.clone_from(&offer.after);
             state.sent_hashes.extend(offer.hashes.iter().copied());
-            self.send_attestations(id, doc);
+            self.send_attestations_with(id, doc, &mut attested);
             let conn = self.conn(id);
             conn.docs.insert(doc, Some(state));
             conn.told_ahead.insert(doc, offer.after.clone());
             conn.in_sync = false;
             conn.stats.changes_sent += offer.changes.len() as u64;
             tracing::debug!(conn = id.0, %doc, changes = offer.changes.len(), "sync message out, built from the changes");
-            for frame in sync_frames(*doc.as_bytes(), message) {
-                self.send(id, &frame);
+            for bytes in frames {
+                self.send_encoded(id, bytes);
             }
         }
     }
