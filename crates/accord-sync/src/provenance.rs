@@ -268,6 +268,22 @@ fn decode(message: &Message) -> Result<Option<Source>, String> {
     }
 }
 
+/// The changes of `bytes`, concatenated change chunks (a local change
+/// group); `None` if anything else is among them.
+pub(crate) fn split_changes(mut bytes: &[u8]) -> Option<Vec<Change>> {
+    let mut changes = Vec::new();
+    while !bytes.is_empty() {
+        let (kind, len) = chunk_header(bytes).ok()?;
+        if !matches!(kind, CHUNK_CHANGE | CHUNK_COMPRESSED) {
+            return None;
+        }
+        let (chunk, rest) = bytes.split_at(len);
+        changes.push(Change::from_bytes(chunk.to_vec()).ok()?);
+        bytes = rest;
+    }
+    Some(changes)
+}
+
 /// Whether a message carries one whole saved document (a snapshot, or
 /// Automerge's own whole-document reply) rather than individual changes.
 /// Reads only the first chunk's header: cheap enough to ask before deciding

@@ -818,6 +818,62 @@ fn a_local_change_goes_to_a_caught_up_peer_ahead_of_the_engines_copy() {
     );
 }
 
+/// A group of local changes (as `LiveDocument` hands over a burst of
+/// typing, or an editor what it did since its last group) goes ahead too,
+/// without the changes in it that the engine already holds.
+#[test]
+fn a_group_of_local_changes_goes_ahead_without_what_the_engine_holds() {
+    let (sa, sm) = (
+        OrgSecret::from_seed([43; 32]),
+        OrgSecret::from_seed([44; 32]),
+    );
+    let (mut a, p, mou) = creator_with_mou(&sa, &sm, Role::DecisionMaker, 9, 7);
+    let mut m = joiner(&sm, p);
+    let (ca, cm) = connect(&mut a, &mut m);
+    let actor = new_document_actor(&sa, [5; 8]);
+    // A first keystroke: A's engine loads the document for it.
+    let (first, change, heads) = type_into(&a, p, mou, actor.clone(), "Zero. ");
+    let out = a.local_change(mou, change.clone(), &sa, heads);
+    let queue: VecDeque<_> = a.run(out, 0).into_iter().map(|(_, f)| (true, f)).collect();
+    pump(&mut a, &mut m, ca, cm, queue);
+    assert_eq!(m.doc(mou).unwrap().get_heads(), vec![first]);
+
+    // Three more in one group, after the one both already hold.
+    let roster_heads = a.doc(p.roster_doc()).unwrap().get_heads();
+    let mut d = a.doc(mou).unwrap().with_actor(actor);
+    let (_, text) = d.get(automerge::ROOT, "purpose").unwrap().unwrap();
+    let mut group = change;
+    let mut made = Vec::new();
+    for word in ["One. ", "Two. ", "Three. "] {
+        use automerge::transaction::Transactable;
+        d.splice_text(&text, 0, 0, word).unwrap();
+        let message = claim::with_claim("", &roster_heads);
+        let hash = d
+            .commit_with(CommitOptions::default().with_message(message))
+            .unwrap();
+        group.extend_from_slice(d.get_change_by_hash(&hash).unwrap().raw_bytes());
+        made.push(hash);
+    }
+    let out = a.local_change(mou, group, &sa, d.get_heads());
+    let sent = sync_messages(out.send.iter().map(|(_, f)| f));
+    assert_eq!(sent.len(), 1, "one sync message for the group");
+    assert_eq!(sent[0].heads, vec![made[2]]);
+    assert_eq!(sent[0].changes.len(), 3, "only the three M lacks");
+    assert!(
+        a.engine.next_deadline().is_some(),
+        "the engine's copy is still to apply them"
+    );
+    let queue: VecDeque<_> = a.run(out, 0).into_iter().map(|(_, f)| (true, f)).collect();
+    pump(&mut a, &mut m, ca, cm, queue);
+    let out = a.engine.handle(Input::Flush, 0);
+    let rest: VecDeque<_> = a.run(out, 0).into_iter().map(|(_, f)| (true, f)).collect();
+    pump(&mut a, &mut m, ca, cm, rest);
+
+    assert_eq!(purpose(&m.doc(mou).unwrap()), purpose(&d));
+    assert_eq!(m.doc(mou).unwrap().get_heads(), vec![made[2]]);
+    assert_eq!(a.engine.next_deadline(), None, "A's copy has caught up");
+}
+
 /// The sync messages among `frames`, decoded.
 fn sync_messages<'a>(
     frames: impl IntoIterator<Item = &'a Vec<u8>>,

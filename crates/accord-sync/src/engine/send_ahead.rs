@@ -3,13 +3,15 @@
 //! Applying a change to a large document costs as much as 35 ms whatever
 //! its size, and Automerge can only offer a change it holds, looking it up
 //! again (and encoding it anew) for every peer. But a peer that holds, or
-//! has been sent, exactly the heads new changes build on needs nothing but
-//! those changes, as the sync message Automerge would have made. So:
+//! has been sent, everything we hold needs nothing but the new changes, as
+//! the sync message Automerge would have made. So:
 //!
-//! - a **local change** goes to such peers before the engine's copy
-//!   applies it (a typist's keystroke leaves at once, not one apply late);
-//!   the copy applies it, with any others sent ahead meanwhile, before the
-//!   next input is handled;
+//! - a **local change**, or a group of them (a burst of typing as
+//!   `LiveDocument` hands it over, less any change in it we already hold),
+//!   goes to such peers before the engine's copy applies it (a typist's
+//!   keystroke leaves at once, not one apply late); the copy applies it,
+//!   with any others sent ahead meanwhile, before the next input is
+//!   handled;
 //! - changes **received** (judged, applied and recorded) are forwarded to
 //!   such peers as they arrived: one message built per set of shared
 //!   heads, however many peers a relay serves.
@@ -30,13 +32,13 @@ pub(super) struct SentAhead {
     /// The changes, in the order they were made.
     changes: Vec<Vec<u8>>,
     hashes: Vec<ChangeHash>,
+    /// The document's heads once these changes are applied.
+    heads: Vec<ChangeHash>,
 }
 
 impl SentAhead {
-    /// The document's heads once these changes are applied: each change
-    /// builds on the one before, so the last one alone.
     fn heads(&self) -> Option<Vec<ChangeHash>> {
-        self.hashes.last().map(|h| vec![*h])
+        (!self.hashes.is_empty()).then(|| self.heads.clone())
     }
 }
 
@@ -51,44 +53,91 @@ struct Offer<'a> {
 }
 
 impl Engine {
-    /// Sends `change` of `doc` to every connection sharing it, without
-    /// applying it first, if every one of them can take it as it is (see
-    /// the module). Returns false, having done nothing, otherwise.
-    pub(super) fn send_ahead(&mut self, doc: DocId, change: &[u8]) -> bool {
+    /// Sends the local changes in `group` (concatenated change chunks) of
+    /// `doc` to every connection sharing it, without applying them first,
+    /// if every one of them can take them as they are (see the module).
+    /// Returns false, having done nothing, otherwise.
+    pub(super) fn send_ahead(&mut self, doc: DocId, group: &[u8]) -> bool {
         let Some(slot) = self.docs.get(&doc) else {
             return false;
         };
         if !self.may_offer(doc, slot) {
             return false;
         }
-        let Ok(parsed) = automerge::Change::from_bytes(change.to_vec()) else {
+        let Some(changes) = crate::provenance::split_changes(group) else {
             return false;
         };
         let ours = self.heads_ahead(doc);
-        if !same_heads(parsed.deps(), &ours) {
+        let Some((changes, after)) = self.heads_with(doc, &ours, changes) else {
             return false;
-        }
+        };
         let Some(peers) = self.caught_up_peers(doc, &ours, &BTreeSet::new(), true) else {
             return false;
         };
         if peers.is_empty() {
             return false;
         }
-        let hash = parsed.hash();
+        let hashes: Vec<ChangeHash> = changes.iter().map(|c| c.hash()).collect();
         let offer = Offer {
             doc,
-            changes: vec![change],
-            hashes: vec![hash],
-            after: vec![hash],
+            changes: changes.iter().map(|c| c.raw_bytes()).collect(),
+            hashes: hashes.clone(),
+            after: after.clone(),
         };
         for id in &peers {
-            self.conn(*id).stats.changes_sent_ahead += 1;
+            self.conn(*id).stats.changes_sent_ahead += hashes.len() as u64;
         }
         self.offer(&offer, peers);
         let ahead = self.ahead.entry(doc).or_default();
-        ahead.changes.push(change.to_vec());
-        ahead.hashes.push(hash);
+        ahead.changes.push(group.to_vec());
+        ahead.hashes.extend(hashes);
+        ahead.heads = after;
         true
+    }
+
+    /// Of `changes` (in an order that applies), those we do not hold yet,
+    /// and our heads once they are added to a document whose heads are
+    /// `ours`; `None` unless there are some and each builds only on what we
+    /// hold (which a peer caught up to `ours` holds too). A group can hold
+    /// changes we already have: an editor's group since its last one
+    /// includes what it merged from others meanwhile.
+    fn heads_with(
+        &mut self,
+        doc: DocId,
+        ours: &[ChangeHash],
+        changes: Vec<automerge::Change>,
+    ) -> Option<(Vec<automerge::Change>, Vec<ChangeHash>)> {
+        let ahead: BTreeSet<ChangeHash> = self
+            .ahead
+            .get(&doc)
+            .map(|a| a.hashes.iter().copied().collect())
+            .unwrap_or_default();
+        let copy = self.docs.get_mut(&doc).and_then(DocSlot::doc_mut)?;
+        let mut heads: BTreeSet<ChangeHash> = ours.iter().copied().collect();
+        let mut added: BTreeSet<ChangeHash> = BTreeSet::new();
+        let mut fresh = Vec::new();
+        for change in changes {
+            let hash = change.hash();
+            let held = |h: &ChangeHash, added: &BTreeSet<ChangeHash>| {
+                added.contains(h) || ahead.contains(h)
+            };
+            if held(&hash, &added) || copy.get_change_meta_by_hash(&hash).is_some() {
+                continue;
+            }
+            for dep in change.deps() {
+                let known = heads.contains(dep)
+                    || held(dep, &added)
+                    || copy.get_change_meta_by_hash(dep).is_some();
+                if !known {
+                    return None;
+                }
+                heads.remove(dep);
+            }
+            heads.insert(hash);
+            added.insert(hash);
+            fresh.push(change);
+        }
+        (!fresh.is_empty()).then(|| (fresh, heads.into_iter().collect()))
     }
 
     /// Forwards `changes`, just received, judged and recorded for `doc`

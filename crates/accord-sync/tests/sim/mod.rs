@@ -1481,7 +1481,8 @@ impl Sim {
 
     /// A typist: two to six edits of one agreement on node `n`, each handed
     /// to the engine before any frame is delivered (so each builds on one
-    /// the engine may not have applied yet, see `send_ahead`).
+    /// the engine may not have applied yet, see `send_ahead`); or, half the
+    /// time, handed over as one group, as `LiveDocument` does.
     pub fn typing_burst(&mut self, n: usize, p: PartnershipId) {
         let docs: Vec<DocId> = self.nodes[n]
             .store
@@ -1492,8 +1493,52 @@ impl Sim {
         let Some(doc) = self.rng.pick(&docs) else {
             return;
         };
-        for _ in 0..2 + self.rng.below(5) {
+        let edits = 2 + self.rng.below_usize(5);
+        if self.rng.chance(50) {
+            self.grouped_edits(n, doc, edits);
+            return;
+        }
+        for _ in 0..edits {
             self.random_edit_of(n, doc);
+        }
+    }
+
+    /// `count` random edits of agreement `doc` on node `n`, each its own
+    /// change, handed to the engine as one group. Sometimes the group
+    /// starts with a change the node already holds, as an editor's group
+    /// does when it merged others' changes since its last one.
+    fn grouped_edits(&mut self, n: usize, doc: DocId, count: usize) {
+        let Some(p) = self.nodes[n].store.partnership_of(doc) else {
+            return;
+        };
+        let Some(roster) = self.load_roster(n, p).map(|r| r.view()) else {
+            return;
+        };
+        let Some(mut agreement) = self.load_agreement(n, doc) else {
+            return;
+        };
+        let mut group = Vec::new();
+        if self.rng.chance(50)
+            && let Some(held) = self.nodes[n]
+                .store
+                .docs
+                .get(&doc)
+                .and_then(|s| s.log.last())
+        {
+            group.extend_from_slice(held);
+        }
+        let mut made = false;
+        for _ in 0..count {
+            let choice = self.rng.below(5);
+            apply_random_edit(&mut self.rng, &mut agreement, &roster, choice);
+            if let Some(change) = agreement.commit("edit", self.wall_seconds(n)) {
+                group.extend_from_slice(&change.bytes);
+                made = true;
+            }
+        }
+        if made {
+            let heads = agreement.doc_mut().get_heads();
+            self.commit_local(n, doc, group, heads);
         }
     }
 
