@@ -82,7 +82,8 @@ pub(crate) fn receive(
 /// Drops from `sent` every change the peer holds now that it names
 /// `heads`: what Automerge's `filter_changes` does (every ancestor of the
 /// heads we know goes), found the other way round, from the changes not
-/// among those ancestors.
+/// among those ancestors: the changes the peer still lacks, which our next
+/// message to it visits anyway, where the walk visited the whole history.
 fn forget_what_they_hold(
     doc: &mut AutoCommit,
     heads: &[ChangeHash],
