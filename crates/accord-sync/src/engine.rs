@@ -2273,14 +2273,10 @@ impl Engine {
         if fresh.is_empty() {
             return;
         }
-        let frames = match built.get(&fresh) {
-            Some(frames) => frames.clone(),
-            None => {
-                let frames = attest_frames(doc, slot, &fresh);
-                built.insert(fresh.clone(), frames.clone());
-                frames
-            }
-        };
+        let frames = built
+            .entry(fresh.clone())
+            .or_insert_with(|| attest_frames(doc, slot, &fresh))
+            .clone();
         for bytes in frames {
             self.send_encoded(id, bytes);
         }
@@ -2845,8 +2841,6 @@ fn missing_deps_of_pending(slot: &mut DocSlot) -> Vec<ChangeHash> {
         .collect()
 }
 
-/// The flags of the sync messages we build ourselves: what Automerge's own
-/// messages say of us (we understand `SyncReset`).
 /// Encoded `Attest` frames by the attestations they carry (see
 /// `send_attestations_with`).
 type AttestFrames = BTreeMap<Vec<[u8; 32]>, Vec<Vec<u8>>>;
@@ -2868,6 +2862,8 @@ fn attest_frames(doc: DocId, slot: &DocSlot, keys: &[[u8; 32]]) -> Vec<Vec<u8>> 
         .collect()
 }
 
+/// The flags of the sync messages we build ourselves: what Automerge's own
+/// messages say of us (we understand `SyncReset`).
 fn our_flags() -> MessageFlags {
     let mut flags = MessageFlags::new();
     flags.set(MessageFlags::SUPPORTS_SYNC_RESET);

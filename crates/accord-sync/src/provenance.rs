@@ -239,11 +239,7 @@ fn decode(message: &Message) -> Result<Option<Source>, String> {
     let mut changes = Vec::new();
     let mut document = None;
     for chunk in message.changes.iter() {
-        let mut rest: &[u8] = chunk;
-        while !rest.is_empty() {
-            let (kind, len) = chunk_header(rest)?;
-            let (bytes, tail) = rest.split_at(len);
-            rest = tail;
+        for (kind, bytes) in split_chunks(chunk)? {
             match kind {
                 CHUNK_CHANGE | CHUNK_COMPRESSED => changes.push(
                     Change::from_bytes(bytes.to_vec())
@@ -270,18 +266,27 @@ fn decode(message: &Message) -> Result<Option<Source>, String> {
 
 /// The changes of `bytes`, concatenated change chunks (a local change
 /// group); `None` if anything else is among them.
-pub(crate) fn split_changes(mut bytes: &[u8]) -> Option<Vec<Change>> {
-    let mut changes = Vec::new();
+pub(crate) fn split_changes(bytes: &[u8]) -> Option<Vec<Change>> {
+    split_chunks(bytes)
+        .ok()?
+        .into_iter()
+        .map(|(kind, chunk)| match kind {
+            CHUNK_CHANGE | CHUNK_COMPRESSED => Change::from_bytes(chunk.to_vec()).ok(),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Concatenated Automerge chunks, each with its type.
+fn split_chunks(mut bytes: &[u8]) -> Result<Vec<(u8, &[u8])>, String> {
+    let mut chunks = Vec::new();
     while !bytes.is_empty() {
-        let (kind, len) = chunk_header(bytes).ok()?;
-        if !matches!(kind, CHUNK_CHANGE | CHUNK_COMPRESSED) {
-            return None;
-        }
+        let (kind, len) = chunk_header(bytes)?;
         let (chunk, rest) = bytes.split_at(len);
-        changes.push(Change::from_bytes(chunk.to_vec()).ok()?);
+        chunks.push((kind, chunk));
         bytes = rest;
     }
-    Some(changes)
+    Ok(chunks)
 }
 
 /// Whether a message carries one whole saved document (a snapshot, or

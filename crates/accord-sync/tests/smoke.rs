@@ -152,6 +152,11 @@ fn pump(
     elsewhere
 }
 
+/// Frames a node sent, queued for `pump` to deliver to its `b`.
+fn to_b(frames: Vec<(ConnId, Vec<u8>)>) -> VecDeque<(bool, Vec<u8>)> {
+    frames.into_iter().map(|(_, f)| (true, f)).collect()
+}
+
 /// Of the frames `pump` returned, those its `b` node sent on `conn`.
 fn sent_by_b_on(
     elsewhere: Vec<(bool, ConnId, Vec<u8>)>,
@@ -399,6 +404,38 @@ fn relay_world(seeds: [u8; 3], roster_seed: u8, mou_seed: u8) -> RelayWorld {
         mou,
         a_link,
         m_link,
+    }
+}
+
+/// A (creator, decision maker) and M (decision maker) connected directly,
+/// M holding the MOU.
+struct Pair {
+    a: Node,
+    m: Node,
+    sa: OrgSecret,
+    p: accord_model::PartnershipId,
+    mou: DocId,
+    /// A's side and M's side of the connection.
+    ca: ConnId,
+    cm: ConnId,
+}
+
+fn pair(seeds: [u8; 2]) -> Pair {
+    let (sa, sm) = (
+        OrgSecret::from_seed([seeds[0]; 32]),
+        OrgSecret::from_seed([seeds[1]; 32]),
+    );
+    let (mut a, p, mou) = creator_with_mou(&sa, &sm, Role::DecisionMaker, 9, 7);
+    let mut m = joiner(&sm, p);
+    let (ca, cm) = connect(&mut a, &mut m);
+    Pair {
+        a,
+        m,
+        sa,
+        p,
+        mou,
+        ca,
+        cm,
     }
 }
 
@@ -659,7 +696,7 @@ fn the_relay_refuses_a_forged_change_and_never_forwards_it() {
     let actor = new_document_actor(&sa, [9; 8]);
     let (_, change, heads) = type_into(&m, p, mou, actor, "Forged. ");
     let out = m.local_change(mou, change, &sm, heads);
-    let queue = m.run(out, 0).into_iter().map(|(_, f)| (true, f)).collect();
+    let queue = to_b(m.run(out, 0));
     pump(&mut m, &mut relay, cm, cr, queue);
 
     assert!(!purpose(&relay.doc(mou).unwrap()).contains("Forged"));
@@ -699,7 +736,7 @@ fn a_relay_forwards_before_its_writes_but_acknowledges_the_writer_after() {
     // M gives the relay a change first (A is not told of it yet).
     let (_, change, heads) = type_into(&m, p, mou, new_document_actor(&sm, [2; 8]), "From M. ");
     let out = m.local_change(mou, change, &sm, heads);
-    let queue = m.run(out, 0).into_iter().map(|(_, f)| (true, f)).collect();
+    let queue = to_b(m.run(out, 0));
     let elsewhere = pump(&mut m, &mut relay, m_to_relay, relay_to_m, queue);
     let to_a = sent_by_b_on(elsewhere, relay_to_a)
         .map(|f| (false, f))
@@ -715,8 +752,7 @@ fn a_relay_forwards_before_its_writes_but_acknowledges_the_writer_after() {
     let actor = new_document_actor(&sa, [3; 8]);
     let (_, change, heads) = type_into(&a, p, mou, actor, "Live. ");
     let out = a.local_change(mou, change, &sa, heads);
-    let queue: VecDeque<(bool, Vec<u8>)> =
-        a.run(out, 0).into_iter().map(|(_, f)| (true, f)).collect();
+    let queue = to_b(a.run(out, 0));
     relay.rounds.clear();
     pump(&mut a, &mut relay, a_to_relay, relay_to_a, queue);
     assert!(purpose(&relay.doc(mou).unwrap()).contains("Live."));
@@ -745,13 +781,15 @@ fn a_relay_forwards_before_its_writes_but_acknowledges_the_writer_after() {
 /// keystroke loads the document, which the engine had never needed.)
 #[test]
 fn a_local_change_goes_to_a_caught_up_peer_ahead_of_the_engines_copy() {
-    let (sa, sm) = (
-        OrgSecret::from_seed([41; 32]),
-        OrgSecret::from_seed([42; 32]),
-    );
-    let (mut a, p, mou) = creator_with_mou(&sa, &sm, Role::DecisionMaker, 9, 7);
-    let mut m = joiner(&sm, p);
-    let (ca, cm) = connect(&mut a, &mut m);
+    let Pair {
+        mut a,
+        mut m,
+        sa,
+        p,
+        mou,
+        ca,
+        cm,
+    } = pair([41, 42]);
     assert!(m.doc(mou).is_some(), "M holds the MOU");
 
     let actor = new_document_actor(&sa, [4; 8]);
@@ -772,7 +810,7 @@ fn a_local_change_goes_to_a_caught_up_peer_ahead_of_the_engines_copy() {
                 "the engine's copy is still to apply it"
             );
         }
-        let mut queue: VecDeque<_> = a.run(out, 0).into_iter().map(|(_, f)| (true, f)).collect();
+        let mut queue = to_b(a.run(out, 0));
         if i == 1 {
             // Another keystroke before M answers, and before A's copy has
             // applied the one before: it builds on that one, and goes ahead too.
@@ -784,14 +822,14 @@ fn a_local_change_goes_to_a_caught_up_peer_ahead_of_the_engines_copy() {
                 1,
                 "sent ahead again"
             );
-            queue.extend(a.run(out, 0).into_iter().map(|(_, f)| (true, f)));
+            queue.extend(to_b(a.run(out, 0)));
             typed.push(hash);
         } else {
             typed.push(hash);
         }
         pump(&mut a, &mut m, ca, cm, queue);
         let out = a.engine.handle(Input::Flush, 0);
-        let rest: VecDeque<_> = a.run(out, 0).into_iter().map(|(_, f)| (true, f)).collect();
+        let rest = to_b(a.run(out, 0));
         pump(&mut a, &mut m, ca, cm, rest);
     }
 
@@ -823,18 +861,20 @@ fn a_local_change_goes_to_a_caught_up_peer_ahead_of_the_engines_copy() {
 /// without the changes in it that the engine already holds.
 #[test]
 fn a_group_of_local_changes_goes_ahead_without_what_the_engine_holds() {
-    let (sa, sm) = (
-        OrgSecret::from_seed([43; 32]),
-        OrgSecret::from_seed([44; 32]),
-    );
-    let (mut a, p, mou) = creator_with_mou(&sa, &sm, Role::DecisionMaker, 9, 7);
-    let mut m = joiner(&sm, p);
-    let (ca, cm) = connect(&mut a, &mut m);
+    let Pair {
+        mut a,
+        mut m,
+        sa,
+        p,
+        mou,
+        ca,
+        cm,
+    } = pair([43, 44]);
     let actor = new_document_actor(&sa, [5; 8]);
     // A first keystroke: A's engine loads the document for it.
     let (first, change, heads) = type_into(&a, p, mou, actor.clone(), "Zero. ");
     let out = a.local_change(mou, change.clone(), &sa, heads);
-    let queue: VecDeque<_> = a.run(out, 0).into_iter().map(|(_, f)| (true, f)).collect();
+    let queue = to_b(a.run(out, 0));
     pump(&mut a, &mut m, ca, cm, queue);
     assert_eq!(m.doc(mou).unwrap().get_heads(), vec![first]);
 
@@ -863,10 +903,10 @@ fn a_group_of_local_changes_goes_ahead_without_what_the_engine_holds() {
         a.engine.next_deadline().is_some(),
         "the engine's copy is still to apply them"
     );
-    let queue: VecDeque<_> = a.run(out, 0).into_iter().map(|(_, f)| (true, f)).collect();
+    let queue = to_b(a.run(out, 0));
     pump(&mut a, &mut m, ca, cm, queue);
     let out = a.engine.handle(Input::Flush, 0);
-    let rest: VecDeque<_> = a.run(out, 0).into_iter().map(|(_, f)| (true, f)).collect();
+    let rest = to_b(a.run(out, 0));
     pump(&mut a, &mut m, ca, cm, rest);
 
     assert_eq!(purpose(&m.doc(mou).unwrap()), purpose(&d));
@@ -911,7 +951,7 @@ fn a_relay_forwards_received_changes_to_a_caught_up_member_as_they_arrived() {
     for text in ["First. ", "Second. "] {
         let (hash, change, heads) = type_into(&a, p, mou, actor.clone(), text);
         let out = a.local_change(mou, change.clone(), &sa, heads);
-        let queue = a.run(out, 0).into_iter().map(|(_, f)| (true, f)).collect();
+        let queue = to_b(a.run(out, 0));
         // A to the relay; what the relay sends M is delivered afterwards.
         let elsewhere = pump(&mut a, &mut relay, a_to_relay, relay_to_a, queue);
         let to_m: Vec<Vec<u8>> = sent_by_b_on(elsewhere, relay_to_m).collect();

@@ -36,12 +36,6 @@ pub(super) struct SentAhead {
     heads: Vec<ChangeHash>,
 }
 
-impl SentAhead {
-    fn heads(&self) -> Option<Vec<ChangeHash>> {
-        (!self.hashes.is_empty()).then(|| self.heads.clone())
-    }
-}
-
 /// New changes to offer peers that are caught up to the heads they build on.
 struct Offer<'a> {
     doc: DocId,
@@ -77,21 +71,20 @@ impl Engine {
         if peers.is_empty() {
             return false;
         }
-        let hashes: Vec<ChangeHash> = changes.iter().map(|c| c.hash()).collect();
         let offer = Offer {
             doc,
             changes: changes.iter().map(|c| c.raw_bytes()).collect(),
-            hashes: hashes.clone(),
-            after: after.clone(),
+            hashes: changes.iter().map(|c| c.hash()).collect(),
+            after,
         };
         for id in &peers {
-            self.conn(*id).stats.changes_sent_ahead += hashes.len() as u64;
+            self.conn(*id).stats.changes_sent_ahead += changes.len() as u64;
         }
         self.offer(&offer, peers);
         let ahead = self.ahead.entry(doc).or_default();
         ahead.changes.push(group.to_vec());
-        ahead.hashes.extend(hashes);
-        ahead.heads = after;
+        ahead.hashes.extend(offer.hashes);
+        ahead.heads = offer.after;
         true
     }
 
@@ -107,26 +100,23 @@ impl Engine {
         ours: &[ChangeHash],
         changes: Vec<automerge::Change>,
     ) -> Option<(Vec<automerge::Change>, Vec<ChangeHash>)> {
-        let ahead: BTreeSet<ChangeHash> = self
+        // Ours but not yet in the copy: sent ahead before, or earlier in the group.
+        let mut sent: BTreeSet<ChangeHash> = self
             .ahead
             .get(&doc)
             .map(|a| a.hashes.iter().copied().collect())
             .unwrap_or_default();
         let copy = self.docs.get_mut(&doc).and_then(DocSlot::doc_mut)?;
         let mut heads: BTreeSet<ChangeHash> = ours.iter().copied().collect();
-        let mut added: BTreeSet<ChangeHash> = BTreeSet::new();
         let mut fresh = Vec::new();
         for change in changes {
             let hash = change.hash();
-            let held = |h: &ChangeHash, added: &BTreeSet<ChangeHash>| {
-                added.contains(h) || ahead.contains(h)
-            };
-            if held(&hash, &added) || copy.get_change_meta_by_hash(&hash).is_some() {
+            if sent.contains(&hash) || copy.get_change_meta_by_hash(&hash).is_some() {
                 continue;
             }
             for dep in change.deps() {
                 let known = heads.contains(dep)
-                    || held(dep, &added)
+                    || sent.contains(dep)
                     || copy.get_change_meta_by_hash(dep).is_some();
                 if !known {
                     return None;
@@ -134,7 +124,7 @@ impl Engine {
                 heads.remove(dep);
             }
             heads.insert(hash);
-            added.insert(hash);
+            sent.insert(hash);
             fresh.push(change);
         }
         (!fresh.is_empty()).then(|| (fresh, heads.into_iter().collect()))
@@ -214,8 +204,9 @@ impl Engine {
     fn heads_ahead(&self, doc: DocId) -> Vec<ChangeHash> {
         self.ahead
             .get(&doc)
-            .and_then(SentAhead::heads)
-            .or_else(|| self.docs.get(&doc).map(|s| s.heads.clone()))
+            .map(|a| &a.heads)
+            .or_else(|| self.docs.get(&doc).map(|s| &s.heads))
+            .cloned()
             .unwrap_or_default()
     }
 
@@ -281,18 +272,16 @@ impl Engine {
             let mut state = self.take_state(id, doc, peer);
             let mut shared = state.shared_heads.clone();
             shared.sort();
-            let frames = match built.get(&shared) {
-                Some(frames) => frames.clone(),
-                None => {
-                    let message = self.message_for(offer, &shared).encode();
-                    let frames: Vec<Vec<u8>> = sync_frames(*doc.as_bytes(), message)
+            let frames = built
+                .entry(shared)
+                .or_insert_with_key(|shared| {
+                    let message = self.message_for(offer, shared).encode();
+                    sync_frames(*doc.as_bytes(), message)
                         .iter()
                         .map(Frame::encode)
-                        .collect();
-                    built.insert(shared, frames.clone());
-                    frames
-                }
-            };
+                        .collect()
+                })
+                .clone();
             state.have_responded = true;
             state.in_flight = true;
             state.last_sent_heads.clone_from(&offer.after);
