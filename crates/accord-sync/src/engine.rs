@@ -77,6 +77,9 @@ struct Held {
     since: u64,
     bytes: usize,
     messages: Vec<(ConnId, Vec<u8>)>,
+    /// Their changes were judged and forwarded ahead of our copy (see
+    /// `forward_ahead`): they are due at once, and are not forwarded again.
+    ahead: bool,
 }
 
 /// Most refused changes remembered per document.
@@ -582,7 +585,10 @@ impl Engine {
         }
         self.inbound
             .values()
-            .map(|held| held.since.saturating_add(self.config.coalesce_window_ms))
+            .map(|held| match held.ahead {
+                true => self.now,
+                false => held.since.saturating_add(self.config.coalesce_window_ms),
+            })
             .min()
     }
 
@@ -1016,7 +1022,7 @@ impl Engine {
         held.messages.push((id, message));
         if now || held.bytes > MAX_HELD_BYTES {
             let held = self.inbound.remove(&doc).unwrap_or_default();
-            self.apply_held(doc, held.messages);
+            self.apply_held(doc, held);
         }
     }
 
@@ -1081,12 +1087,14 @@ impl Engine {
         let due: Vec<DocId> = self
             .inbound
             .iter()
-            .filter(|(_, held)| window == 0 || held.since.saturating_add(window) <= now)
+            .filter(|(_, held)| {
+                window == 0 || held.ahead || held.since.saturating_add(window) <= now
+            })
             .map(|(doc, _)| *doc)
             .collect();
         for doc in due {
             if let Some(held) = self.inbound.remove(&doc) {
-                self.apply_held(doc, held.messages);
+                self.apply_held(doc, held);
             }
         }
     }
@@ -1095,12 +1103,29 @@ impl Engine {
     /// their changes, then each message's negotiation part in order, then
     /// one answer per connection (an answer costs about as much as an
     /// apply on a large document).
-    fn apply_held(&mut self, doc: DocId, messages: Vec<(ConnId, Vec<u8>)>) {
-        let messages: Vec<(ConnId, Vec<u8>)> = messages
+    ///
+    /// First, unless that was done already, their changes are judged and
+    /// forwarded to the peers caught up to our heads, and the messages are
+    /// held again, due at once: the frames leave with this input's
+    /// outputs, and our copy applies the changes at the next input (the
+    /// runtime ticks at `next_deadline`, which is now).
+    fn apply_held(&mut self, doc: DocId, held: Held) {
+        let messages: Vec<(ConnId, Vec<u8>)> = held
+            .messages
             .into_iter()
             .filter(|(c, _)| self.conns.contains_key(c))
             .collect();
         if messages.is_empty() {
+            return;
+        }
+        if !held.ahead && self.forward_ahead(doc, &messages) {
+            let held = Held {
+                since: self.now,
+                bytes: messages.iter().map(|(_, m)| m.len()).sum(),
+                messages,
+                ahead: true,
+            };
+            self.inbound.insert(doc, held);
             return;
         }
         let recorded = match self.preapply_held(doc, &messages) {
@@ -1225,26 +1250,8 @@ impl Engine {
         }
         // Judge them together; anything short of "all accepted" falls back
         // to one message at a time, which refuses precisely.
-        let combined = Message {
-            heads: Vec::new(),
-            need: Vec::new(),
-            have: Vec::new(),
-            changes: changes.clone().into(),
-            flags: None,
-            version: automerge::sync::MessageVersion::V1,
-        };
-        let pending = self.docs.get(&doc).map(|s| s.pending.clone());
-        match self.screen(doc, &combined) {
-            Ok(Ok(screened)) if screened.refused.is_empty() && screened.keep.is_none() => {}
-            _ => {
-                // Judging them together may have set later messages' changes
-                // aside as waiting (for one an earlier message brings, or one
-                // it gets refused); one at a time judges each afresh, in order.
-                if let (Some(slot), Some(pending)) = (self.docs.get_mut(&doc), pending) {
-                    slot.pending = pending;
-                }
-                return Err(Fallback::OneByOne);
-            }
+        if !self.all_accepted(doc, &changes) {
+            return Err(Fallback::OneByOne);
         }
         let Some(d) = self.docs.get_mut(&doc).and_then(DocSlot::doc_mut) else {
             return Err(Fallback::OneByOne);
@@ -1259,6 +1266,33 @@ impl Engine {
             return Ok(None);
         }
         Ok(Some((d.get_changes(&before), after)))
+    }
+
+    /// Whether every one of `changes` (concatenated change chunks of
+    /// `doc`) is accepted, judged together. Anything less leaves the
+    /// document's waiting changes as they were: judging them together may
+    /// have set later messages' changes aside as waiting (for one an
+    /// earlier message brings, or one it gets refused), and one message at
+    /// a time judges each afresh, in order.
+    fn all_accepted(&mut self, doc: DocId, changes: &[u8]) -> bool {
+        let combined = Message {
+            heads: Vec::new(),
+            need: Vec::new(),
+            have: Vec::new(),
+            changes: changes.to_vec().into(),
+            flags: None,
+            version: automerge::sync::MessageVersion::V1,
+        };
+        let pending = self.docs.get(&doc).map(|s| s.pending.clone());
+        match self.screen(doc, &combined) {
+            Ok(Ok(screened)) if screened.refused.is_empty() && screened.keep.is_none() => true,
+            _ => {
+                if let (Some(slot), Some(pending)) = (self.docs.get_mut(&doc), pending) {
+                    slot.pending = pending;
+                }
+                false
+            }
+        }
     }
 
     fn on_known(
@@ -2260,13 +2294,28 @@ impl Engine {
         let Some(slot) = self.docs.get(&doc) else {
             return;
         };
+        let held: Vec<[u8; 32]> = slot.attestations.held.keys().copied().collect();
+        self.send_attestation_keys(id, doc, &held, built);
+    }
+
+    /// Sends the peer on `id` those of the attestations `keys` of `doc`
+    /// (held or offered) it has not been sent; `built` caches the frames
+    /// by the set of keys sent.
+    fn send_attestation_keys(
+        &mut self,
+        id: ConnId,
+        doc: DocId,
+        keys: &[[u8; 32]],
+        built: &mut AttestFrames,
+    ) {
+        let Some(slot) = self.docs.get(&doc) else {
+            return;
+        };
         let Some(conn) = self.conns.get(&id) else {
             return;
         };
-        let fresh: Vec<[u8; 32]> = slot
-            .attestations
-            .held
-            .keys()
+        let fresh: Vec<[u8; 32]> = keys
+            .iter()
             .filter(|key| !conn.attested.contains(*key))
             .copied()
             .collect();
@@ -2853,7 +2902,10 @@ fn attest_frames(doc: DocId, slot: &DocSlot, keys: &[[u8; 32]]) -> Vec<Vec<u8>> 
                 doc: *doc.as_bytes(),
                 attestations: batch
                     .iter()
-                    .filter_map(|key| slot.attestations.held.get(key))
+                    .filter_map(|key| {
+                        let a = &slot.attestations;
+                        a.held.get(key).or_else(|| a.offered.get(key))
+                    })
                     .map(|a| serde_bytes::ByteBuf::from(a.to_bytes()))
                     .collect(),
             }

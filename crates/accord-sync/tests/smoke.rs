@@ -23,6 +23,8 @@ struct Node {
     /// Each round of outputs run: whether it appended changes, its
     /// `before_writes`, and the connection of each frame, in order.
     rounds: Vec<(bool, usize, Vec<ConnId>)>,
+    /// Every frame sent, with the index of its round in `rounds`.
+    sent: Vec<(usize, ConnId, Vec<u8>)>,
 }
 
 impl Node {
@@ -31,6 +33,21 @@ impl Node {
             role,
             ..EngineConfig::default()
         };
+        Self::with_config(secret, config)
+    }
+
+    /// A node whose engine holds received sync messages until `Flush`, as
+    /// `accord serve` and `accord relay` run it (a relay has no window).
+    fn coalescing(secret: OrgSecret, role: PeerRole) -> Self {
+        let config = EngineConfig {
+            role,
+            coalesce: true,
+            ..EngineConfig::default()
+        };
+        Self::with_config(secret, config)
+    }
+
+    fn with_config(secret: OrgSecret, config: EngineConfig) -> Self {
         Self {
             secret: OrgSecret::from_seed(secret.seed()),
             attestations: BTreeMap::new(),
@@ -38,6 +55,7 @@ impl Node {
             store: Store::default(),
             events: Vec::new(),
             rounds: Vec::new(),
+            sent: Vec::new(),
         }
     }
 
@@ -75,6 +93,10 @@ impl Node {
                         .extend(put.into_iter().map(|(_, a)| a)),
                     StorageWrite::SyncState { .. } | StorageWrite::Refusal { .. } => {}
                 }
+            }
+            let round = self.rounds.len() - 1;
+            for (conn, frame) in &out.send {
+                self.sent.push((round, *conn, frame.clone()));
             }
             frames.append(&mut out.send);
             self.events.append(&mut out.events);
@@ -988,4 +1010,167 @@ fn a_relay_forwards_received_changes_to_a_caught_up_member_as_they_arrived() {
         forwarded >= 1,
         "at least the second change was forwarded as it arrived"
     );
+}
+
+/// Delivers `frames` (sent by `relay`) and everything they cause between
+/// the relay and its `members` (each with its connection id and the
+/// relay's), flushing the coalescing relay after each frame it receives,
+/// until nothing is left.
+fn settle_relay(
+    relay: &mut Node,
+    members: &mut [(&mut Node, ConnId, ConnId)],
+    frames: Vec<(ConnId, Vec<u8>)>,
+) {
+    let mut to_members: VecDeque<(ConnId, Vec<u8>)> = frames.into();
+    for _ in 0..10_000 {
+        let Some((on, bytes)) = to_members.pop_front() else {
+            let out = relay.engine.handle(Input::Flush, 0);
+            to_members.extend(relay.run(out, 0));
+            if to_members.is_empty() {
+                return;
+            }
+            continue;
+        };
+        let Some((member, theirs, _)) = members.iter_mut().find(|(_, _, r)| *r == on) else {
+            continue;
+        };
+        let out = member.engine.handle(
+            Input::Received {
+                conn: *theirs,
+                bytes,
+            },
+            0,
+        );
+        for (_, bytes) in member.run(out, 0) {
+            let out = relay.engine.handle(Input::Received { conn: on, bytes }, 0);
+            to_members.extend(relay.run(out, 0));
+            let out = relay.engine.handle(Input::Flush, 0);
+            to_members.extend(relay.run(out, 0));
+        }
+    }
+    panic!("no quiescence");
+}
+
+/// Connects `member` to a coalescing `relay` and settles everything
+/// between the relay and `others` too.
+fn connect_to_relay(
+    member: &mut Node,
+    relay: &mut Node,
+    others: &mut [(&mut Node, ConnId, ConnId)],
+) -> (ConnId, ConnId) {
+    let (cm, out_m) = member.engine.connect(true, None, [1; 32], 0);
+    let (cr, out_r) = relay.engine.connect(false, None, [2; 32], 0);
+    let mut first = Vec::new();
+    for (_, bytes) in member.run(out_m, 0) {
+        first.push((cr, bytes));
+    }
+    let mut to_members: Vec<(ConnId, Vec<u8>)> = relay.run(out_r, 0);
+    for (_, bytes) in first {
+        let out = relay.engine.handle(Input::Received { conn: cr, bytes }, 0);
+        to_members.extend(relay.run(out, 0));
+    }
+    let mut members: Vec<(&mut Node, ConnId, ConnId)> = vec![(member, cm, cr)];
+    for (n, a, b) in others.iter_mut() {
+        members.push((&mut **n, *a, *b));
+    }
+    settle_relay(relay, &mut members, to_members);
+    (cm, cr)
+}
+
+/// A relay that holds received messages until `Flush` (as `accord relay`
+/// runs) forwards a change to a caught-up member in the call that judges
+/// it, before its own copy applies or stores it: the forward names the
+/// relay's heads before the change (those are durable) and comes with the
+/// writer's attestation, so the member can judge the change at once. The
+/// relay applies and stores the change at its next input, and everyone
+/// ends with the writer's heads.
+#[test]
+fn a_relay_forwards_a_judged_change_before_its_own_copy_applies_it() {
+    let (sa, sm) = (
+        OrgSecret::from_seed([61; 32]),
+        OrgSecret::from_seed([62; 32]),
+    );
+    let (mut a, p, mou) = creator_with_mou(&sa, &sm, Role::DecisionMaker, 12, 13);
+    let mut m = joiner(&sm, p);
+    let mut relay = Node::coalescing(OrgSecret::from_seed([63; 32]), PeerRole::Relay);
+    let (a_to_relay, relay_to_a) = connect_to_relay(&mut a, &mut relay, &mut []);
+    let (m_to_relay, relay_to_m) =
+        connect_to_relay(&mut m, &mut relay, &mut [(&mut a, a_to_relay, relay_to_a)]);
+    assert!(m.doc(mou).is_some(), "M cloned the MOU through the relay");
+    let actor = new_document_actor(&sa, [7; 8]);
+    let mut typed = Vec::new();
+    // The first edit finds the MOU unloaded on the relay (it came as a
+    // snapshot and settled); the second is the one that matters.
+    for text in ["Warm. ", "Ahead. "] {
+        let held_before = relay.doc(mou).unwrap().get_heads();
+        let (hash, change, heads) = type_into(&a, p, mou, actor.clone(), text);
+        let out = a.local_change(mou, change.clone(), &sa, heads);
+        let from_a = a.run(out, 0);
+        relay.rounds.clear();
+        relay.sent.clear();
+        let mut to_members = Vec::new();
+        for (_, bytes) in from_a {
+            let out = relay.engine.handle(
+                Input::Received {
+                    conn: relay_to_a,
+                    bytes,
+                },
+                0,
+            );
+            to_members.extend(relay.run(out, 0));
+        }
+        let out = relay.engine.handle(Input::Flush, 0);
+        to_members.extend(relay.run(out, 0));
+        let mut members = [
+            (&mut a, a_to_relay, relay_to_a),
+            (&mut m, m_to_relay, relay_to_m),
+        ];
+        settle_relay(&mut relay, &mut members, to_members);
+        typed.push((held_before, hash, change));
+    }
+    let (held_before, hash, change) = typed.pop().unwrap();
+
+    let (round, forward) = relay
+        .sent
+        .iter()
+        .filter(|(_, conn, _)| *conn == relay_to_m)
+        .find_map(|(round, _, frame)| {
+            let msg = sync_messages([frame]).pop()?;
+            let carries = msg.changes.iter().any(|c| c == &change[..]);
+            carries.then_some((*round, msg))
+        })
+        .expect("the relay forwarded A's change to M");
+    assert!(
+        relay.rounds[..=round]
+            .iter()
+            .all(|(appends, _, _)| !appends),
+        "the forward left before the relay stored the change"
+    );
+    assert!(
+        relay.rounds[round + 1..]
+            .iter()
+            .any(|(appends, _, _)| *appends),
+        "the relay stored it at a later input"
+    );
+    assert_eq!(
+        forward.heads, held_before,
+        "the forward names the relay's durable heads"
+    );
+    let attested_first = relay.sent.iter().any(|(r, conn, frame)| {
+        *r <= round
+            && *conn == relay_to_m
+            && matches!(accord_sync::wire::Frame::decode(frame),
+                Ok(accord_sync::wire::Frame::Attest { attestations, .. })
+                    if attestations.iter().any(|a| Attestation::from_bytes(a)
+                        .is_ok_and(|a| a.heads == vec![hash])))
+    });
+    assert!(attested_first, "A's attestation of the change went with it");
+    for node in [&relay, &m, &a] {
+        assert_eq!(node.doc(mou).unwrap().get_heads(), vec![hash]);
+    }
+    let forwarded = relay.events.iter().any(|e| {
+        matches!(e, Event::InSync { conn, stats, .. }
+            if *conn == relay_to_m && stats.changes_forwarded >= 1)
+    });
+    assert!(forwarded, "the relay counted the forward");
 }

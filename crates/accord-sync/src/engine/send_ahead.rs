@@ -12,9 +12,14 @@
 //!   keystroke leaves at once, not one apply late); the copy applies it,
 //!   with any others sent ahead meanwhile, before the next input is
 //!   handled;
-//! - changes **received** (judged, applied and recorded) are forwarded to
-//!   such peers as they arrived: one message built per set of shared
-//!   heads, however many peers a relay serves.
+//! - changes **received** are forwarded to such peers as they arrived,
+//!   once judged and before our copy applies them (`forward_ahead`): an
+//!   apply grows with the document, and a relay forwarding a partner's
+//!   keystrokes would otherwise make every subscriber wait for it. One
+//!   message is built per set of shared heads, however many peers a relay
+//!   serves, with the attestations that cover the changes. Our copy
+//!   applies them at the next input; changes that arrived while it was
+//!   busy are forwarded once applied (`forward`).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -42,7 +47,9 @@ struct Offer<'a> {
     /// The changes' raw bytes, in an order that applies.
     changes: Vec<&'a [u8]>,
     hashes: Vec<ChangeHash>,
-    /// Our heads with the changes.
+    /// The heads the message names as ours: with the changes, or, for
+    /// changes forwarded before we store them, without (heads we name are
+    /// durable).
     after: Vec<ChangeHash>,
 }
 
@@ -130,6 +137,81 @@ impl Engine {
         (!fresh.is_empty()).then(|| (fresh, heads.into_iter().collect()))
     }
 
+    /// Judges the changes of held `messages` of `doc` and, when all are
+    /// accepted and build only on what we hold, sends them to every
+    /// connection but their senders that is caught up to our heads (see
+    /// the module). Returns whether any was sent them; our copy has not
+    /// applied them either way.
+    pub(super) fn forward_ahead(&mut self, doc: DocId, messages: &[(ConnId, Vec<u8>)]) -> bool {
+        let Some(slot) = self.docs.get(&doc) else {
+            return false;
+        };
+        if !self.may_offer(doc, slot) || self.ahead.contains_key(&doc) {
+            return false;
+        }
+        let Some((group, senders)) = received_group(messages) else {
+            return false;
+        };
+        let ours = slot.heads.clone();
+        let peers = self
+            .caught_up_peers(doc, &ours, &senders, false)
+            .unwrap_or_default();
+        if peers.is_empty() || !self.all_accepted(doc, &group) {
+            return false;
+        }
+        let Some(changes) = crate::provenance::split_changes(&group) else {
+            return false;
+        };
+        let Some((changes, _)) = self.heads_with(doc, &ours, changes) else {
+            return false;
+        };
+        let offer = Offer {
+            doc,
+            changes: changes.iter().map(|c| c.raw_bytes()).collect(),
+            hashes: changes.iter().map(|c| c.hash()).collect(),
+            after: ours,
+        };
+        self.send_covering_attestations(doc, &offer.hashes, &peers);
+        for id in &peers {
+            self.conn(*id).stats.changes_forwarded += changes.len() as u64;
+        }
+        self.offer(&offer, peers);
+        true
+    }
+
+    /// Sends `peers` the checked attestations offered for `doc` whose
+    /// heads are all among `hashes` (not yet in our copy) and what we hold:
+    /// `offer` sends only the held ones, and these settle only once our
+    /// copy applies the changes, while the peers need them to judge the
+    /// changes when they arrive.
+    fn send_covering_attestations(&mut self, doc: DocId, hashes: &[ChangeHash], peers: &[ConnId]) {
+        let Some(slot) = self.docs.get_mut(&doc) else {
+            return;
+        };
+        let fresh: BTreeSet<ChangeHash> = hashes.iter().copied().collect();
+        let Residency::Loaded(copy) = &mut slot.residency else {
+            return;
+        };
+        let covering: Vec<[u8; 32]> = slot
+            .attestations
+            .offered
+            .iter()
+            .filter(|(_, a)| {
+                a.heads
+                    .iter()
+                    .all(|h| fresh.contains(h) || copy.get_change_meta_by_hash(h).is_some())
+            })
+            .map(|(key, _)| *key)
+            .collect();
+        if covering.is_empty() {
+            return;
+        }
+        let mut built = AttestFrames::default();
+        for id in peers {
+            self.send_attestation_keys(*id, doc, &covering, &mut built);
+        }
+    }
+
     /// Forwards `changes`, just received, judged and recorded for `doc`
     /// (whose heads were `before` and are now `after`), to every
     /// connection but `senders` that is caught up to `before`. Returns
@@ -153,15 +235,29 @@ impl Engine {
             hashes: changes.iter().map(|c| c.hash()).collect(),
             after: slot.heads.clone(),
         };
-        let peers = self
+        // A peer sent some of them ahead (`forward_ahead`) still names
+        // `before` until it answers: Automerge sends it whatever it lacks.
+        let peers: Vec<ConnId> = self
             .caught_up_peers(doc, before, senders, false)
-            .unwrap_or_default();
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|id| !self.sent_any(*id, doc, &offer.hashes))
+            .collect();
         for id in &peers {
             self.conn(*id).stats.changes_forwarded += changes.len() as u64;
         }
         let forwarded = peers.iter().copied().collect();
         self.offer(&offer, peers);
         forwarded
+    }
+
+    /// Whether any of `hashes` was sent to the peer on `id` for `doc`.
+    fn sent_any(&self, id: ConnId, doc: DocId, hashes: &[ChangeHash]) -> bool {
+        self.conns
+            .get(&id)
+            .and_then(|c| c.docs.get(&doc))
+            .and_then(Option::as_ref)
+            .is_some_and(|state| hashes.iter().any(|h| state.sent_hashes.contains(h)))
     }
 
     /// Whether changes of this document may be offered without Automerge:
@@ -343,4 +439,23 @@ impl Engine {
             self.on_local_change(doc, &ahead.changes.concat());
         }
     }
+}
+
+/// The changes of `messages` as one group of change chunks, with their
+/// senders; `None` if a message does not decode, is a whole document, or
+/// none carries changes.
+fn received_group(messages: &[(ConnId, Vec<u8>)]) -> Option<(Vec<u8>, BTreeSet<ConnId>)> {
+    let mut group = Vec::new();
+    let mut senders = BTreeSet::new();
+    for (id, bytes) in messages {
+        let message = crate::message::decode(bytes).ok()?;
+        if crate::provenance::is_document(&message) {
+            return None;
+        }
+        for chunk in message.changes.iter() {
+            group.extend_from_slice(chunk);
+        }
+        senders.insert(*id);
+    }
+    (!group.is_empty()).then_some((group, senders))
 }
