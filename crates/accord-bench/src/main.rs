@@ -8,6 +8,7 @@ mod cpu;
 mod persisted;
 mod relay_client;
 mod relay_fanout;
+mod relay_keystrokes;
 mod relay_load;
 mod relay_run;
 mod replay;
@@ -68,6 +69,10 @@ enum Command {
     /// Sync: B types into a trace-sized MOU one keystroke at a time while A receives, vs raw
     /// Automerge applying each keystroke's change.
     SyncKeystrokes(KeystrokeArgs),
+    /// Relay: a writer types into a trace-sized MOU through a relay; the
+    /// relay's engine time to forward each keystroke, vs raw Automerge
+    /// applying it.
+    RelayKeystrokes(RelayKeystrokeArgs),
     /// Relay: one writer and N subscribers of one document over loopback
     /// websockets, against a bare tokio-tungstenite broadcast in the same run.
     RelayFanout(FanoutArgs),
@@ -99,6 +104,18 @@ pub struct KeystrokeArgs {
     /// A's coalescing window in ms (default: the node's).
     #[arg(long, default_value_t = accord_node::NODE_COALESCE_WINDOW_MS)]
     window: u64,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct RelayKeystrokeArgs {
+    /// A sequential trace: its final document is what the writer types into.
+    trace: PathBuf,
+    /// Keystrokes typed a round.
+    #[arg(long, default_value_t = 200)]
+    keystrokes: usize,
+    /// Repetitions, each from a fresh relay.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -237,6 +254,10 @@ fn main() -> Result<()> {
             let trace = Trace::load(&a.trace)?;
             return sync_keystrokes::run(&trace, a.keystrokes, a.rounds, a.window);
         }
+        Command::RelayKeystrokes(a) => {
+            let trace = Trace::load(&a.trace)?;
+            return relay_keystrokes::run(&trace, a.keystrokes, a.rounds);
+        }
         _ => {}
     }
     let diagnose = matches!(cli.command, Command::SpliceCosts(_));
@@ -250,6 +271,7 @@ fn main() -> Result<()> {
         | Command::SyncReconnect(_)
         | Command::SyncMerge(_)
         | Command::SyncKeystrokes(_)
+        | Command::RelayKeystrokes(_)
         | Command::TrustCosts(_)
         | Command::RelayFanout(_)
         | Command::RelayLoad(_)

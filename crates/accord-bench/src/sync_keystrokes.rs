@@ -51,20 +51,24 @@ pub(crate) struct Run {
     pub longest_call: Duration,
 }
 
-/// B's editor on its clone of the MOU, and what B has sent so far.
-struct Typist {
-    doc: AutoCommit,
+/// An editor on its organisation's copy of the MOU, typing mid-text, and
+/// what it has sent so far.
+pub(crate) struct Typist {
+    pub(crate) doc: AutoCommit,
     sent: Vec<ChangeHash>,
     claim: String,
     at: usize,
 }
 
 impl Typist {
-    fn new(doc: AutoCommit, roster_heads: &[ChangeHash]) -> Result<Self> {
-        let actor = accord_model::new_document_actor(
-            &accord_identity::OrgSecret::from_seed(SEED_B),
-            [9; 8],
-        );
+    /// Types as the organisation of `seed`.
+    pub(crate) fn new(
+        doc: AutoCommit,
+        roster_heads: &[ChangeHash],
+        seed: [u8; 32],
+    ) -> Result<Self> {
+        let actor =
+            accord_model::new_document_actor(&accord_identity::OrgSecret::from_seed(seed), [9; 8]);
         let mut doc = doc.with_actor(actor);
         let sent = doc.get_heads();
         let purpose = purpose_obj(&doc)?;
@@ -78,7 +82,7 @@ impl Typist {
     }
 
     /// Types one character mid-document; returns the change and new heads.
-    fn key(&mut self, n: usize) -> Result<(Vec<u8>, Vec<ChangeHash>)> {
+    pub(crate) fn key(&mut self, n: usize) -> Result<(Vec<u8>, Vec<ChangeHash>)> {
         let purpose = purpose_obj(&self.doc)?;
         let ch = char::from(b'a' + (n % 26) as u8).to_string();
         self.doc.splice_text(&purpose, self.at, 0, &ch)?;
@@ -171,7 +175,7 @@ impl<'f> Session<'f> {
         net.connect(1, 0);
         net.pump();
         let roster_heads = net.peers[1].store.load(f.p.roster_doc())?.get_heads();
-        let typist = Typist::new(net.peers[1].store.load(f.mou)?, &roster_heads)?;
+        let typist = Typist::new(net.peers[1].store.load(f.mou)?, &roster_heads, SEED_B)?;
         Ok(Self {
             f,
             net,

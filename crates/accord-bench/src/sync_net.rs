@@ -415,26 +415,58 @@ impl Net {
     pub fn pump(&mut self) -> Traffic {
         let before = self.traffic;
         while !self.queue.is_empty() {
-            self.traffic.waves += 1;
             assert!(self.traffic.waves - before.waves < 100_000, "no quiescence");
-            let wave = std::mem::take(&mut self.queue);
-            let mut touched = vec![false; self.peers.len()];
-            for (to, conn, bytes) in wave {
-                touched[to] = true;
-                let frames = self.peers[to].handle(Input::Received { conn, bytes });
-                self.enqueue(to, frames);
-            }
-            for (i, t) in touched.into_iter().enumerate() {
-                if t && self.peers[i].coalesce {
-                    let frames = self.peers[i].handle(Input::Flush);
-                    self.enqueue(i, frames);
-                }
-            }
+            self.wave();
         }
         Traffic {
             bytes: self.traffic.bytes - before.bytes,
             frames: self.traffic.frames - before.frames,
             waves: self.traffic.waves - before.waves,
+        }
+    }
+}
+
+impl Net {
+    /// Delivers every frame in flight, then flushes each coalescing peer
+    /// that received some, as the driver does after draining its queue.
+    pub fn wave(&mut self) {
+        self.traffic.waves += 1;
+        let wave = std::mem::take(&mut self.queue);
+        let mut touched = vec![false; self.peers.len()];
+        for (to, conn, bytes) in wave {
+            touched[to] = true;
+            let frames = self.peers[to].handle(Input::Received { conn, bytes });
+            self.enqueue(to, frames);
+        }
+        for (i, t) in touched.into_iter().enumerate() {
+            if t && self.peers[i].coalesce {
+                let frames = self.peers[i].handle(Input::Flush);
+                self.enqueue(i, frames);
+            }
+        }
+    }
+
+    /// The frames in flight to `peer`.
+    pub fn queued_to(&self, peer: usize) -> impl Iterator<Item = &[u8]> {
+        self.queue
+            .iter()
+            .filter(move |(to, _, _)| *to == peer)
+            .map(|(_, _, bytes)| bytes.as_slice())
+    }
+
+    /// Ticks every peer whose engine has work due, until none has.
+    pub fn serve_deadlines(&mut self) {
+        for _ in 0..1_000 {
+            let due: Vec<usize> = (0..self.peers.len())
+                .filter(|i| self.peers[*i].engine.next_deadline().is_some())
+                .collect();
+            if due.is_empty() {
+                return;
+            }
+            for i in due {
+                self.input(i, Input::Tick);
+            }
+            self.pump();
         }
     }
 }

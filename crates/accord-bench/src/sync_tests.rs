@@ -3,7 +3,7 @@
 use crate::sync_merge::{Concurrent, Txn, raw};
 use crate::sync_reconnect::{reconnect, setup};
 use crate::trace::{Patch, Trace, replay_plain};
-use crate::{sync_clone, sync_keystrokes};
+use crate::{relay_keystrokes, sync_clone, sync_keystrokes};
 use std::time::Duration;
 
 fn patches(n: usize) -> Vec<Patch> {
@@ -161,4 +161,20 @@ fn sync_merge_sends_changes_not_the_document_at_each_merge_point() {
     // send are over a third of it (A's first 200 after the template). Before
     // the fix, A sent B a snapshot at every other merge point (11).
     assert_eq!(out.whole_documents, 1);
+}
+
+#[test]
+fn relay_keystrokes_are_forwarded_before_the_relays_apply() {
+    let t = trace(40);
+    let f = sync_clone::fixture(&t).unwrap();
+    let run = relay_keystrokes::run_once(&f, 10).unwrap();
+    assert_eq!(run.raw_apply.len(), 10);
+    assert_eq!(
+        run.forwarded_at_once, 10,
+        "every keystroke left in the call that judged it"
+    );
+    assert_eq!(
+        run.applied_before_forward, 0,
+        "the relay forwarded each before it applied and stored it"
+    );
 }
