@@ -298,6 +298,9 @@ pub struct ConnStats {
     pub changes_sent_ahead: u64,
     /// Of those, received changes forwarded as they arrived (see `forward`).
     pub changes_forwarded: u64,
+    /// Of those, forwarded before our own copy applied them (see
+    /// `forward_ahead`).
+    pub changes_forwarded_ahead: u64,
     pub documents_updated: u64,
     pub frames_sent: u64,
     pub bytes_sent: u64,

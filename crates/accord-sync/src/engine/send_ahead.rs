@@ -173,7 +173,9 @@ impl Engine {
         };
         self.send_covering_attestations(doc, &offer.hashes, &peers);
         for id in &peers {
-            self.conn(*id).stats.changes_forwarded += changes.len() as u64;
+            let stats = &mut self.conn(*id).stats;
+            stats.changes_forwarded += changes.len() as u64;
+            stats.changes_forwarded_ahead += changes.len() as u64;
         }
         self.offer(&offer, peers);
         true

@@ -504,6 +504,9 @@ pub struct Stats {
     pub sent_ahead: u64,
     /// Received changes forwarded as they arrived (`ConnStats::changes_forwarded`).
     pub forwarded: u64,
+    /// Of those, forwarded before the forwarding engine's copy applied them
+    /// (`ConnStats::changes_forwarded_ahead`).
+    pub forwarded_ahead: u64,
 }
 
 pub struct Sim {
@@ -520,9 +523,9 @@ pub struct Sim {
     /// Broken invariants, reported together at the end.
     pub violations: Vec<String>,
     pub stats: Stats,
-    /// The last `changes_sent_ahead` and `changes_forwarded` each (node,
-    /// connection) reported.
-    ahead_by_conn: BTreeMap<(usize, ConnId), (u64, u64)>,
+    /// The last `changes_sent_ahead`, `changes_forwarded` and
+    /// `changes_forwarded_ahead` each (node, connection) reported.
+    ahead_by_conn: BTreeMap<(usize, ConnId), (u64, u64, u64)>,
     /// Whether links keep every delivered frame (tests counting frames).
     pub record_frames: bool,
     pub max_steps: u64,
@@ -708,7 +711,13 @@ impl Sim {
                     let seen = self.ahead_by_conn.entry((n, *conn)).or_default();
                     self.stats.sent_ahead += stats.changes_sent_ahead.saturating_sub(seen.0);
                     self.stats.forwarded += stats.changes_forwarded.saturating_sub(seen.1);
-                    *seen = (stats.changes_sent_ahead, stats.changes_forwarded);
+                    self.stats.forwarded_ahead +=
+                        stats.changes_forwarded_ahead.saturating_sub(seen.2);
+                    *seen = (
+                        stats.changes_sent_ahead,
+                        stats.changes_forwarded,
+                        stats.changes_forwarded_ahead,
+                    );
                 }
                 let link = conn.and_then(|c| self.nodes[n].conns.get(&c).copied());
                 if self.print_trace {
