@@ -82,6 +82,29 @@ struct Held {
     ahead: bool,
 }
 
+/// The changes of held `messages` as one group of change chunks (empty if
+/// none carries any), with the connections whose messages carried some;
+/// `None` if a message does not decode, or is a whole document (which
+/// cannot be merged with other messages' changes into one message, and
+/// judging it here would only load it twice).
+fn held_changes(messages: &[(ConnId, Vec<u8>)]) -> Option<(Vec<u8>, BTreeSet<ConnId>)> {
+    let mut group = Vec::new();
+    let mut givers = BTreeSet::new();
+    for (id, bytes) in messages {
+        let message = crate::message::decode(bytes).ok()?;
+        if provenance::is_document(&message) {
+            return None;
+        }
+        if !message.changes.is_empty() {
+            givers.insert(*id);
+        }
+        for chunk in message.changes.iter() {
+            group.extend_from_slice(chunk);
+        }
+    }
+    Some((group, givers))
+}
+
 /// Most refused changes remembered per document.
 const MAX_REFUSED: usize = 10_000;
 
@@ -588,9 +611,12 @@ impl Engine {
         }
         self.inbound
             .values()
-            .map(|held| match held.ahead {
-                true => self.now,
-                false => held.since.saturating_add(self.config.coalesce_window_ms),
+            .map(|held| {
+                if held.ahead {
+                    self.now
+                } else {
+                    held.since.saturating_add(self.config.coalesce_window_ms)
+                }
             })
             .min()
     }
@@ -1236,23 +1262,13 @@ impl Engine {
         if self.docs.get(&doc).is_some_and(|s| !s.pending.is_empty()) {
             return Err(Fallback::OneByOne);
         }
-        let mut changes = Vec::new();
-        for (id, bytes) in messages {
-            let message = crate::message::decode(bytes).map_err(|_| Fallback::OneByOne)?;
-            if !message.changes.is_empty() {
-                self.gave_changes.insert(*id);
-            }
-            // A whole document cannot be merged with other messages' changes
-            // into one message; judging it here would only load it twice.
-            if provenance::is_document(&message) {
-                return Err(Fallback::OneByOne);
-            }
-            for chunk in message.changes.iter() {
-                changes.extend_from_slice(chunk);
-            }
-        }
+        let (changes, givers) = held_changes(messages).ok_or(Fallback::OneByOne)?;
+        self.gave_changes.extend(givers);
         // Judge them together; anything short of "all accepted" falls back
-        // to one message at a time, which refuses precisely.
+        // to one message at a time, which refuses precisely. Changes
+        // forwarded ahead are judged again: a roster change applied since
+        // (rosters are never held) may refuse them now, and then they are
+        // not stored.
         if !self.all_accepted(doc, &changes) {
             return Err(Fallback::OneByOne);
         }
@@ -2294,34 +2310,26 @@ impl Engine {
     /// Sends the document's attestations this connection has not been sent,
     /// encoding each set of them once for every connection `built` serves.
     fn send_attestations_with(&mut self, id: ConnId, doc: DocId, built: &mut AttestFrames) {
-        let Some(slot) = self.docs.get(&doc) else {
+        let (Some(slot), Some(conn)) = (self.docs.get(&doc), self.conns.get(&id)) else {
             return;
         };
-        let held: Vec<[u8; 32]> = slot.attestations.held.keys().copied().collect();
-        self.send_attestation_keys(id, doc, &held, built);
+        let fresh = unsent(conn, slot.attestations.held.keys());
+        self.send_attestation_frames(id, doc, fresh, built);
     }
 
-    /// Sends the peer on `id` those of the attestations `keys` of `doc`
-    /// (held or offered) it has not been sent; `built` caches the frames
-    /// by the set of keys sent.
-    fn send_attestation_keys(
+    /// Sends the peer on `id` the attestations `fresh` of `doc` (held or
+    /// offered, none sent to it yet); `built` caches the frames by the set
+    /// of keys sent.
+    fn send_attestation_frames(
         &mut self,
         id: ConnId,
         doc: DocId,
-        keys: &[[u8; 32]],
+        fresh: Vec<[u8; 32]>,
         built: &mut AttestFrames,
     ) {
         let Some(slot) = self.docs.get(&doc) else {
             return;
         };
-        let Some(conn) = self.conns.get(&id) else {
-            return;
-        };
-        let fresh: Vec<[u8; 32]> = keys
-            .iter()
-            .filter(|key| !conn.attested.contains(*key))
-            .copied()
-            .collect();
         if fresh.is_empty() {
             return;
         }
@@ -2896,6 +2904,13 @@ fn missing_deps_of_pending(slot: &mut DocSlot) -> Vec<ChangeHash> {
 /// Encoded `Attest` frames by the attestations they carry (see
 /// `send_attestations_with`).
 type AttestFrames = BTreeMap<Vec<[u8; 32]>, Vec<Vec<u8>>>;
+
+/// Of the attestation `keys`, those not yet sent on `conn`.
+fn unsent<'k>(conn: &Conn, keys: impl Iterator<Item = &'k [u8; 32]>) -> Vec<[u8; 32]> {
+    keys.filter(|key| !conn.attested.contains(*key))
+        .copied()
+        .collect()
+}
 
 /// The `Attest` frames offering the attestations `keys` of `doc`.
 fn attest_frames(doc: DocId, slot: &DocSlot, keys: &[[u8; 32]]) -> Vec<Vec<u8>> {

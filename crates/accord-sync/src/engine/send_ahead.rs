@@ -149,9 +149,13 @@ impl Engine {
         if !self.may_offer(doc, slot) || self.ahead.contains_key(&doc) {
             return false;
         }
-        let Some((group, senders)) = received_group(messages) else {
+        let Some((group, _)) = super::held_changes(messages) else {
             return false;
         };
+        if group.is_empty() {
+            return false;
+        }
+        let senders: BTreeSet<ConnId> = messages.iter().map(|(id, _)| *id).collect();
         let ours = slot.heads.clone();
         let peers = self
             .caught_up_peers(doc, &ours, &senders, false)
@@ -210,7 +214,11 @@ impl Engine {
         }
         let mut built = AttestFrames::default();
         for id in peers {
-            self.send_attestation_keys(*id, doc, &covering, &mut built);
+            let Some(conn) = self.conns.get(id) else {
+                continue;
+            };
+            let fresh = super::unsent(conn, covering.iter());
+            self.send_attestation_frames(*id, doc, fresh, &mut built);
         }
     }
 
@@ -441,23 +449,4 @@ impl Engine {
             self.on_local_change(doc, &ahead.changes.concat());
         }
     }
-}
-
-/// The changes of `messages` as one group of change chunks, with their
-/// senders; `None` if a message does not decode, is a whole document, or
-/// none carries changes.
-fn received_group(messages: &[(ConnId, Vec<u8>)]) -> Option<(Vec<u8>, BTreeSet<ConnId>)> {
-    let mut group = Vec::new();
-    let mut senders = BTreeSet::new();
-    for (id, bytes) in messages {
-        let message = crate::message::decode(bytes).ok()?;
-        if crate::provenance::is_document(&message) {
-            return None;
-        }
-        for chunk in message.changes.iter() {
-            group.extend_from_slice(chunk);
-        }
-        senders.insert(*id);
-    }
-    (!group.is_empty()).then_some((group, senders))
 }
