@@ -142,6 +142,13 @@ pub struct FanoutArgs {
     /// 0 applies each change as it arrives.
     #[arg(long, default_value_t = accord_node::NODE_COALESCE_WINDOW_MS)]
     subscriber_window: u64,
+    /// Let each subscriber's engine handle a frame as soon as it is read,
+    /// as runs before 2026-12-07 (seventh session) did. All clients share
+    /// one thread, so every subscriber's engine work then delays the reads
+    /// of the subscribers served after it. By default a subscriber that read
+    /// an edit holds its engine work until every subscriber has read it.
+    #[arg(long)]
+    inline_engines: bool,
     /// Also write the results as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -228,6 +235,7 @@ fn main() -> Result<()> {
                 rate: a.rate,
                 warmup: a.warmup,
                 subscriber_window_ms: a.subscriber_window,
+                hold_for_fanout: !a.inline_engines,
             };
             return relay_fanout::run(&a.subscribers, config, a.json.as_deref());
         }

@@ -16,8 +16,8 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::ops::Range;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use accord_identity::{OrgKey, OrgSecret};
@@ -116,6 +116,11 @@ pub struct Counts {
     /// Receipts owed: for each edit, one per other member of its partnership.
     pub expected: AtomicU64,
     pub writers_done: AtomicU64,
+    /// Fan-outs (see [`Fanout`]) ended before every receiver had read the
+    /// edit: held for [`FANOUT_HOLD_LIMIT`], or overtaken by the next edit.
+    pub fanouts_abandoned: AtomicU64,
+    /// Times a subscriber started holding its engine work for a fan-out.
+    pub fanout_holds: AtomicU64,
 }
 
 impl Counts {
@@ -125,6 +130,113 @@ impl Counts {
 
     fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// How long a subscriber holds its engine work back for the other
+/// receivers of an edit (see [`Fanout`]). Far above a fan-out's few
+/// milliseconds; reached only if a receiver never gets the edit ahead.
+pub const FANOUT_HOLD_LIMIT: Duration = Duration::from_secs(2);
+
+/// How the clients of one run work.
+#[derive(Clone, Copy, Debug)]
+pub struct ClientMode {
+    /// Each client's coalescing window (`EngineConfig::coalesce_window_ms`):
+    /// a node's (`accord_node::NODE_COALESCE_WINDOW_MS`) holds received
+    /// changes that long before applying them; 0 applies each at once.
+    pub window_ms: u64,
+    /// With `Some(n)`, subscribers hold their engine work while one of the
+    /// writer's edits after its first `n` is being fanned out (see
+    /// [`Fanout`]). The first edits find the document cold, and some
+    /// subscribers then get the change only after an exchange with the
+    /// relay that holding would stall.
+    pub hold_for_fanout: Option<usize>,
+}
+
+/// The edit being fanned out: sent by the writer, not yet read off the
+/// socket by every receiver.
+///
+/// Every client shares one thread, so a subscriber's engine work on a frame
+/// (an attestation's signature check, a change held for its window) delays
+/// the reads of every subscriber whose frames the relay writes after it.
+/// The relay sends a change's attestation just before the change, and at
+/// 100 subscribers each one's check of the attestation ran before the
+/// next subscriber read the change: about 2 ms per edit, counted in the
+/// late subscribers' latency. The bench's own parsing of each change (to
+/// tell which edit it is) did the same. The bare broadcast's subscribers
+/// do no such work, and real subscribers each have their own machine. With
+/// [`ClientMode::hold_for_fanout`], subscribers queue what they read while
+/// an edit is being fanned out, and their engines handle it, in order,
+/// once every receiver has read a change: reads are timed without the
+/// other subscribers' work, and every frame is still verified and applied.
+#[derive(Debug)]
+pub struct Fanout {
+    flight: Mutex<Option<Flight>>,
+    /// Bumped whenever a fan-out ends.
+    ended: watch::Sender<u64>,
+}
+
+#[derive(Debug)]
+struct Flight {
+    edit: u64,
+    /// Receivers that have yet to read a change since the edit was sent.
+    unread: u64,
+}
+
+impl Fanout {
+    pub fn new() -> Fanout {
+        Fanout {
+            flight: Mutex::new(None),
+            ended: watch::channel(0).0,
+        }
+    }
+
+    fn flight(&self) -> std::sync::MutexGuard<'_, Option<Flight>> {
+        self.flight.lock().expect("the fan-out book")
+    }
+
+    /// The writer is sending `edit` to `receivers` subscribers. Edits come
+    /// half a second apart and are fanned out in milliseconds, so one that
+    /// is still in flight is abandoned (and counted by the caller).
+    fn sent(&self, edit: u64, receivers: u64) -> bool {
+        self.flight()
+            .replace(Flight {
+                edit,
+                unread: receivers,
+            })
+            .is_some()
+    }
+
+    /// A receiver read a frame carrying changes; `counted` is the edit it
+    /// last counted towards, so that each receiver counts once per edit.
+    fn read_changes(&self, counted: &mut Option<u64>) {
+        let mut flight = self.flight();
+        let Some(f) = flight.as_mut() else { return };
+        if *counted == Some(f.edit) {
+            return;
+        }
+        *counted = Some(f.edit);
+        f.unread = f.unread.saturating_sub(1);
+        if f.unread == 0 {
+            *flight = None;
+            self.ended.send_modify(|n| *n += 1);
+        }
+    }
+
+    fn busy(&self) -> bool {
+        self.flight().is_some()
+    }
+
+    /// Ends the fan-out in progress (see [`FANOUT_HOLD_LIMIT`]).
+    fn abandon(&self) {
+        *self.flight() = None;
+        self.ended.send_modify(|n| *n += 1);
+    }
+}
+
+impl Default for Fanout {
+    fn default() -> Fanout {
+        Fanout::new()
     }
 }
 
@@ -138,10 +250,8 @@ pub struct Run {
     pub start: watch::Receiver<bool>,
     pub stop: watch::Receiver<bool>,
     pub counts: Counts,
-    /// Each client's coalescing window (`EngineConfig::coalesce_window_ms`):
-    /// a node's (`accord_node::NODE_COALESCE_WINDOW_MS`) holds received
-    /// changes that long before applying them; 0 applies each at once.
-    pub window_ms: u64,
+    pub mode: ClientMode,
+    pub fanout: Fanout,
 }
 
 /// What one client saw, for the figures computed after the run.
@@ -196,13 +306,21 @@ struct Client {
     /// When each edit's change was read from the socket, until applied
     /// (with a window, the apply comes later, on a tick).
     arrivals: BTreeMap<u64, Instant>,
+    /// Frames read but not yet handed to the engine, with when each was
+    /// read: held while an edit is being fanned out (see [`Fanout`]).
+    queued: VecDeque<(Vec<u8>, Instant)>,
+    /// Since when `queued` has been held.
+    holding_since: Option<Instant>,
+    /// The last edit this client's reads counted towards in the fan-out.
+    counted: Option<u64>,
     log: ClientLog,
 }
 
 impl Client {
     fn new(org: usize, group: &Group, edits: Option<Edits>, run: Arc<Run>) -> Result<Client> {
-        let mut peer = Peer::new(org_seed(org), PeerRole::Node, run.window_ms > 0);
-        peer.coalesce_window_ms = run.window_ms;
+        let window_ms = run.mode.window_ms;
+        let mut peer = Peer::new(org_seed(org), PeerRole::Node, window_ms > 0);
+        peer.coalesce_window_ms = window_ms;
         peer.store.docs = group.stored.clone();
         peer.restart();
         let writer = edits.map(|plan| writer(org, group, plan)).transpose()?;
@@ -218,6 +336,9 @@ impl Client {
             ready: false,
             started: None,
             arrivals: BTreeMap::new(),
+            queued: VecDeque::new(),
+            holding_since: None,
+            counted: None,
             log: ClientLog {
                 org,
                 ..ClientLog::default()
@@ -242,11 +363,62 @@ impl Client {
         self.execute(out, None)
     }
 
-    fn receive(&mut self, bytes: Vec<u8>, arrival: Instant) -> Result<Vec<Vec<u8>>> {
+    /// Queues a frame read off the socket at `arrival` for the engine; with
+    /// [`ClientMode::hold_for_fanout`], tells the fan-out whether it
+    /// carries changes (which edits they are is worked out later).
+    fn read(&mut self, bytes: Vec<u8>, arrival: Instant) {
         if self.started.is_some() {
             self.log.bytes_in += bytes.len() as u64;
             self.log.frames_in += 1;
         }
+        if self.receives_fanout() && carries_changes(&bytes) {
+            self.run.fanout.read_changes(&mut self.counted);
+        }
+        self.queued.push_back((bytes, arrival));
+    }
+
+    /// Whether this client is one of the receivers a fan-out waits for:
+    /// with [`ClientMode::hold_for_fanout`], every member but the writer.
+    fn receives_fanout(&self) -> bool {
+        self.run.mode.hold_for_fanout.is_some() && self.writer.is_none()
+    }
+
+    /// Whether the queued frames wait for an edit's fan-out to end (see [`Fanout`]).
+    fn holding(&mut self) -> bool {
+        if self.receives_fanout() && !self.queued.is_empty() && self.run.fanout.busy() {
+            if self.holding_since.is_none() {
+                self.holding_since = Some(Instant::now());
+                Counts::add(&self.run.counts.fanout_holds, 1);
+            }
+            return true;
+        }
+        self.holding_since = None;
+        false
+    }
+
+    /// When to stop holding whatever happens.
+    fn hold_limit(&self) -> Option<tokio::time::Instant> {
+        self.holding_since
+            .map(|since| (since + FANOUT_HOLD_LIMIT).into())
+    }
+
+    /// Stops holding at the limit, and counts it.
+    fn stop_holding(&mut self) {
+        self.holding_since = None;
+        self.run.fanout.abandon();
+        Counts::add(&self.run.counts.fanouts_abandoned, 1);
+    }
+
+    /// Hands every queued frame to the engine, in order; returns the frames to send.
+    fn receive_queued(&mut self) -> Result<Vec<Vec<u8>>> {
+        let mut frames = Vec::new();
+        while let Some((bytes, arrival)) = self.queued.pop_front() {
+            frames.extend(self.receive(bytes, arrival)?);
+        }
+        Ok(frames)
+    }
+
+    fn receive(&mut self, bytes: Vec<u8>, arrival: Instant) -> Result<Vec<Vec<u8>>> {
         if let Some(message) = sync_message(&bytes) {
             self.note_acks(&message, arrival);
             self.note_arrivals(&message, arrival);
@@ -257,7 +429,7 @@ impl Client {
         };
         let out = self.peer.engine.handle(input, self.now());
         let mut frames = self.execute(out, Some(arrival))?;
-        if self.run.window_ms > 0 {
+        if self.run.mode.window_ms > 0 {
             // As the node's driver does after each batch of commands.
             let out = self.peer.engine.handle(Input::Flush, self.now());
             frames.extend(self.execute(out, Some(arrival))?);
@@ -332,6 +504,17 @@ impl Client {
         };
         let out = self.peer.engine.handle(input, self.now());
         Ok((id, self.execute(out, None)?))
+    }
+
+    /// With [`ClientMode::hold_for_fanout`], tells the subscribers that
+    /// edit `id` is about to be sent.
+    fn start_fanout(&self, id: u64) {
+        let Some(warmup) = self.run.mode.hold_for_fanout else {
+            return;
+        };
+        if id % EDIT_ID_BASE > warmup as u64 && self.run.fanout.sent(id, self.members - 1) {
+            Counts::add(&self.run.counts.fanouts_abandoned, 1);
+        }
     }
 
     /// Whether the writer still has edits to make (and says so once it has not).
@@ -416,6 +599,11 @@ fn writer(org: usize, group: &Group, plan: Edits) -> Result<Writer> {
         made: 0,
         unacked: VecDeque::new(),
     })
+}
+
+/// Whether `bytes` is a sync frame whose message carries changes.
+fn carries_changes(bytes: &[u8]) -> bool {
+    sync_message(bytes).is_some_and(|m| !m.changes.is_empty())
 }
 
 /// The sync message a frame carries, if it is a whole `Sync` frame.
@@ -505,32 +693,48 @@ pub async fn run_client(
     let mut start = run.start.clone();
     let mut stop = run.stop.clone();
     let mut timer = None;
+    let mut fanned_out = run.fanout.ended.subscribe();
     loop {
+        let holding = client.holding();
         tokio::select! {
             message = ws.next() => {
-                let frames = match message {
-                    Some(Ok(WsMessage::Binary(bytes))) => {
-                        let arrival = Instant::now();
-                        // Every client shares one thread: let the others read
-                        // (and time) what reached their sockets before this
-                        // one's engine works, or each arrival would include
-                        // the engine work of every client polled before it.
-                        tokio::task::yield_now().await;
-                        client.receive(bytes.to_vec(), arrival)?
-                    }
+                match message {
+                    Some(Ok(WsMessage::Binary(bytes))) => client.read(bytes.to_vec(), Instant::now()),
                     Some(Ok(WsMessage::Close(_))) | None => bail!("org {org}: the relay closed the connection"),
                     Some(Ok(_)) => continue,
                     Some(Err(e)) => bail!("org {org}: the connection broke: {e}"),
                 };
+                if client.holding() {
+                    continue;
+                }
+                // Every client shares one thread: let the others read
+                // (and time) what reached their sockets before this
+                // one's engine works, or each arrival would include
+                // the engine work of every client polled before it.
+                tokio::task::yield_now().await;
+                let frames = client.receive_queued()?;
                 send_all(&mut ws, frames).await?;
             }
-            () = until(client.deadline()) => {
+            changed = fanned_out.changed(), if holding => {
+                changed?;
+                if !client.holding() {
+                    let frames = client.receive_queued()?;
+                    send_all(&mut ws, frames).await?;
+                }
+            }
+            () = until(client.hold_limit()), if holding => {
+                client.stop_holding();
+                let frames = client.receive_queued()?;
+                send_all(&mut ws, frames).await?;
+            }
+            () = until(client.deadline()), if !holding => {
                 let frames = client.tick()?;
                 send_all(&mut ws, frames).await?;
             }
             () = next_tick(&mut timer) => {
                 if client.editing() {
                     let (id, frames) = client.edit()?;
+                    client.start_fanout(id);
                     // Timed before the send, as the bare publisher is: the
                     // relay may be reading the frame before `flush` returns.
                     client.log.sent.push((id, Instant::now()));

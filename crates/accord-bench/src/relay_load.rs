@@ -16,7 +16,7 @@ use std::time::Duration;
 use anyhow::{Result, ensure};
 use serde::Serialize;
 
-use crate::relay_client::{Edits, Group, group};
+use crate::relay_client::{ClientMode, Edits, Group, group};
 use crate::relay_run::{Durability, Figures, check_durable, drive, figures};
 use crate::servers::{ChildServer, Memory, RelayHost, create_relay_replica};
 
@@ -85,9 +85,12 @@ pub async fn load(relay: RelayHost, data: &Path, config: LoadConfig) -> Result<L
         &groups,
         |org| Some(plan(&config, org)),
         config.settle,
-        // Each client applies what it receives at once, as when these
-        // figures were first taken (see `relay-fanout --subscriber-window`).
-        0,
+        ClientMode {
+            // Each client applies what it receives at once, as when these
+            // figures were first taken (see `relay-fanout --subscriber-window`).
+            window_ms: 0,
+            hold_for_fanout: None,
+        },
     )
     .await;
     relay.stop().await?;

@@ -16,7 +16,9 @@ use anyhow::{Context, Result, bail};
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 
-use crate::relay_client::{ClientLog, Counts, EDIT_ID_BASE, Edits, Group, Run, run_client};
+use crate::relay_client::{
+    ClientLog, ClientMode, Counts, EDIT_ID_BASE, Edits, Fanout, Group, Run, run_client,
+};
 use crate::servers::{Memory, RelayHost, cpu_of, relay_key};
 use crate::stats::{Latency, nanos};
 
@@ -52,6 +54,11 @@ pub struct Outcome {
     /// clients), to tell whose work the latency waited on.
     pub relay_cpu: Duration,
     pub clients_cpu: Duration,
+    /// Fan-outs ended before every receiver read the edit (see
+    /// `relay_client::Counts::fanouts_abandoned`).
+    pub fanouts_abandoned: u64,
+    /// Times a subscriber held its engine work for a fan-out.
+    pub fanout_holds: u64,
 }
 
 /// Runs `groups`' members against the relay; `edits(org)` says whether and
@@ -61,7 +68,7 @@ pub async fn drive(
     groups: &[Arc<Group>],
     edits: impl Fn(usize) -> Option<Edits>,
     settle: Duration,
-    window_ms: u64,
+    mode: ClientMode,
 ) -> Result<Outcome> {
     let (ready_tx, mut ready) = mpsc::unbounded_channel();
     let (start_tx, start) = watch::channel(false);
@@ -74,7 +81,8 @@ pub async fn drive(
         start,
         stop,
         counts: Counts::default(),
-        window_ms,
+        mode,
+        fanout: Fanout::new(),
     });
     let dialing = Arc::new(Semaphore::new(DIALING));
     let mut clients = JoinSet::new();
@@ -125,6 +133,8 @@ pub async fn drive(
         connect_time,
         relay_cpu,
         clients_cpu,
+        fanouts_abandoned: Counts::get(&run.counts.fanouts_abandoned),
+        fanout_holds: Counts::get(&run.counts.fanout_holds),
     })
 }
 

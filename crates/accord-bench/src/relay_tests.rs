@@ -1,9 +1,11 @@
-//! A small run of the relay load generator against an in-process relay, so
-//! CI exercises the real relay over loopback websockets and its durability
-//! promise: every acknowledged edit is in the relay's replica.
+//! Small runs of the relay load generator and of the fan-out benchmark
+//! against an in-process relay, so CI exercises the real relay over
+//! loopback websockets, its durability promise (every acknowledged edit is
+//! in the relay's replica) and the benchmarks' own bookkeeping.
 
 use std::time::Duration;
 
+use crate::relay_fanout::{FanoutConfig, RelayPlace, ours};
 use crate::relay_load::{LoadConfig, load};
 use crate::servers::{RelayHost, create_relay_replica, start_relay};
 
@@ -46,4 +48,35 @@ async fn relay_load_smoke_acknowledges_delivers_and_keeps_every_edit() {
     }
     assert_eq!((d.acknowledged, d.lost, d.unacknowledged), (200, 0, 0));
     assert_eq!(d.stored, 200);
+}
+
+/// The fan-out benchmark's path, small, against an in-process relay: every
+/// edit reaches every subscriber, and the subscribers hold their engine
+/// work while an edit is fanned out (see `relay_client::Fanout`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relay_fanout_smoke_delivers_every_edit_with_engines_held_for_the_fanout() {
+    let config = FanoutConfig {
+        edits: 4,
+        rate: 5.0,
+        warmup: 1,
+        subscriber_window_ms: 50,
+        hold_for_fanout: true,
+    };
+    let run = ours(3, config, RelayPlace::InProcess);
+    let ours = tokio::time::timeout(Duration::from_secs(120), run)
+        .await
+        .expect("the fan-out smoke finished within 120 s")
+        .unwrap();
+    let f = &ours.figures;
+    eprintln!("{f:?}");
+    assert!(
+        ours.complete,
+        "not every edit was acknowledged and received"
+    );
+    assert!(f.refusals.is_empty(), "{:?}", f.refusals);
+    assert_eq!((f.committed, f.acked), (4, 4));
+    // The warm-up edit is reported apart: three edits, three subscribers.
+    assert_eq!(f.received, 3 * 3);
+    // The first subscriber to read each held edit waits for the other two.
+    assert!(ours.holds >= 3, "subscribers held {} times", ours.holds);
 }

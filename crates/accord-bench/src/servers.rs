@@ -248,8 +248,7 @@ async fn bare_connection(
 pub enum RelayHost {
     /// A child process (the benchmarks): its memory is its own.
     Child(ChildServer),
-    /// This process (the CI smoke): memory figures include the clients.
-    #[cfg_attr(not(test), allow(dead_code))]
+    /// This process (the CI smokes): memory figures include the clients.
     InProcess(Node),
 }
 
