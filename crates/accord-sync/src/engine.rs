@@ -2304,16 +2304,28 @@ impl Engine {
     /// Sends the peer the attestations of `doc` it has not had from us, so
     /// they arrive before the changes they cover.
     fn send_attestations(&mut self, id: ConnId, doc: DocId) {
-        self.send_attestations_with(id, doc, &mut AttestFrames::default());
+        self.send_attestations_with(id, doc, &[], &mut AttestFrames::default());
     }
 
     /// Sends the document's attestations this connection has not been sent,
-    /// encoding each set of them once for every connection `built` serves.
-    fn send_attestations_with(&mut self, id: ConnId, doc: DocId, built: &mut AttestFrames) {
+    /// and those of `offered` (offered to us, not yet held), encoding each
+    /// set of them once for every connection `built` serves.
+    fn send_attestations_with(
+        &mut self,
+        id: ConnId,
+        doc: DocId,
+        offered: &[[u8; 32]],
+        built: &mut AttestFrames,
+    ) {
         let (Some(slot), Some(conn)) = (self.docs.get(&doc), self.conns.get(&id)) else {
             return;
         };
-        let fresh = unsent(conn, slot.attestations.held.keys());
+        let mut fresh = unsent(conn, slot.attestations.held.keys());
+        if !offered.is_empty() {
+            fresh.extend(unsent(conn, offered.iter()));
+            fresh.sort_unstable();
+            fresh.dedup();
+        }
         self.send_attestation_frames(id, doc, fresh, built);
     }
 

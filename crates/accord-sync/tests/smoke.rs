@@ -358,10 +358,22 @@ fn creator_with_mou(
     roster_seed: u8,
     mou_seed: u8,
 ) -> (Node, accord_model::PartnershipId, DocId) {
+    creator_with_members(sa, &[(sm, "M", m_role)], roster_seed, mou_seed)
+}
+
+/// A's node holding a roster listing A and `members`, and an MOU.
+fn creator_with_members(
+    sa: &OrgSecret,
+    members: &[(&OrgSecret, &str, Role)],
+    roster_seed: u8,
+    mou_seed: u8,
+) -> (Node, accord_model::PartnershipId, DocId) {
     let actor = new_document_actor(sa, [0; 8]);
     let (mut roster, _) =
         Roster::create("P", &sa.public(), "A", [roster_seed; 16], actor.clone(), 1).unwrap();
-    roster.add_member(&sm.public(), "M", m_role, 1).unwrap();
+    for (secret, name, role) in members {
+        roster.add_member(&secret.public(), name, *role, 1).unwrap();
+    }
     let mou = DocId::random([mou_seed; 16]);
     roster.add_document(mou, DocKind::Mou, "MOU").unwrap();
     roster.commit("setup", 1);
@@ -1098,37 +1110,22 @@ fn a_relay_forwards_a_judged_change_before_its_own_copy_applies_it() {
         connect_to_relay(&mut m, &mut relay, &mut [(&mut a, a_to_relay, relay_to_a)]);
     assert!(m.doc(mou).is_some(), "M cloned the MOU through the relay");
     let actor = new_document_actor(&sa, [7; 8]);
-    let mut typed = Vec::new();
+    let mut members = [
+        (&mut a, a_to_relay, relay_to_a),
+        (&mut m, m_to_relay, relay_to_m),
+    ];
     // The first edit finds the MOU unloaded on the relay (it came as a
     // snapshot and settled); the second is the one that matters.
-    for text in ["Warm. ", "Ahead. "] {
-        let held_before = relay.doc(mou).unwrap().get_heads();
-        let (hash, change, heads) = type_into(&a, p, mou, actor.clone(), text);
-        let out = a.local_change(mou, change.clone(), &sa, heads);
-        let from_a = a.run(out, 0);
-        relay.rounds.clear();
-        relay.sent.clear();
-        let mut to_members = Vec::new();
-        for (_, bytes) in from_a {
-            let out = relay.engine.handle(
-                Input::Received {
-                    conn: relay_to_a,
-                    bytes,
-                },
-                0,
-            );
-            to_members.extend(relay.run(out, 0));
-        }
-        let out = relay.engine.handle(Input::Flush, 0);
-        to_members.extend(relay.run(out, 0));
-        let mut members = [
-            (&mut a, a_to_relay, relay_to_a),
-            (&mut m, m_to_relay, relay_to_m),
-        ];
-        settle_relay(&mut relay, &mut members, to_members);
-        typed.push((held_before, hash, change));
-    }
-    let (held_before, hash, change) = typed.pop().unwrap();
+    type_through_relay(
+        &mut relay,
+        &mut members,
+        &sa,
+        mou,
+        (actor.clone(), "Warm. "),
+    );
+    let (held_before, hash, change) =
+        type_through_relay(&mut relay, &mut members, &sa, mou, (actor, "Ahead. "));
+    let [(a, ..), (m, ..)] = members;
 
     let (round, forward) = relay
         .sent
@@ -1165,7 +1162,7 @@ fn a_relay_forwards_a_judged_change_before_its_own_copy_applies_it() {
                         .is_ok_and(|a| a.heads == vec![hash])))
     });
     assert!(attested_first, "A's attestation of the change went with it");
-    for node in [&relay, &m, &a] {
+    for node in [&relay, &*m, &*a] {
         assert_eq!(node.doc(mou).unwrap().get_heads(), vec![hash]);
     }
     let forwarded = relay.events.iter().any(|e| {
@@ -1173,4 +1170,108 @@ fn a_relay_forwards_a_judged_change_before_its_own_copy_applies_it() {
             if *conn == relay_to_m && stats.changes_forwarded >= 1)
     });
     assert!(forwarded, "the relay counted the forward");
+}
+
+/// `members[0]` (A, whose secret is `sa`) types `text` into `mou` with
+/// `actor`; the relay receives A's frames and flushes, as `accord relay`
+/// does, and everything settles. Returns the relay's heads before, the
+/// change's hash and the change. `relay.rounds` and `relay.sent` hold
+/// only what this edit caused.
+fn type_through_relay(
+    relay: &mut Node,
+    members: &mut [(&mut Node, ConnId, ConnId)],
+    sa: &OrgSecret,
+    mou: DocId,
+    (actor, text): (automerge::ActorId, &str),
+) -> (Vec<automerge::ChangeHash>, automerge::ChangeHash, Vec<u8>) {
+    let (a, _, relay_to_a) = &mut members[0];
+    let relay_to_a = *relay_to_a;
+    let p = a.engine.document(mou).unwrap().0;
+    let held_before = relay.doc(mou).unwrap().get_heads();
+    let (hash, change, heads) = type_into(a, p, mou, actor, text);
+    let out = a.local_change(mou, change.clone(), sa, heads);
+    let from_a = a.run(out, 0);
+    relay.rounds.clear();
+    relay.sent.clear();
+    let mut to_members = Vec::new();
+    for (_, bytes) in from_a {
+        let input = Input::Received {
+            conn: relay_to_a,
+            bytes,
+        };
+        let out = relay.engine.handle(input, 0);
+        to_members.extend(relay.run(out, 0));
+    }
+    let out = relay.engine.handle(Input::Flush, 0);
+    to_members.extend(relay.run(out, 0));
+    settle_relay(relay, members, to_members);
+    (held_before, hash, change)
+}
+
+/// A relay forwarding a change to several members sends each its copy of
+/// the writer's attestation just before the change: each connection then
+/// finds both queued at once and writes them together, where attestations
+/// to every member first and changes after made a connection that woke
+/// early write the attestation alone and the change in a second write.
+#[test]
+fn a_relay_forward_sends_each_member_its_attestation_just_before_the_change() {
+    let (sa, sm, sn) = (
+        OrgSecret::from_seed([64; 32]),
+        OrgSecret::from_seed([65; 32]),
+        OrgSecret::from_seed([66; 32]),
+    );
+    let decision = Role::DecisionMaker;
+    let (mut a, p, mou) =
+        creator_with_members(&sa, &[(&sm, "M", decision), (&sn, "N", decision)], 14, 15);
+    let (mut m, mut n) = (joiner(&sm, p), joiner(&sn, p));
+    let mut relay = Node::coalescing(OrgSecret::from_seed([67; 32]), PeerRole::Relay);
+    let a_link = connect_to_relay(&mut a, &mut relay, &mut []);
+    let m_link = connect_to_relay(&mut m, &mut relay, &mut [(&mut a, a_link.0, a_link.1)]);
+    let n_link = connect_to_relay(
+        &mut n,
+        &mut relay,
+        &mut [(&mut a, a_link.0, a_link.1), (&mut m, m_link.0, m_link.1)],
+    );
+    let mut members = [
+        (&mut a, a_link.0, a_link.1),
+        (&mut m, m_link.0, m_link.1),
+        (&mut n, n_link.0, n_link.1),
+    ];
+    let actor = new_document_actor(&sa, [8; 8]);
+    type_through_relay(
+        &mut relay,
+        &mut members,
+        &sa,
+        mou,
+        (actor.clone(), "Warm. "),
+    );
+    let (_, hash, change) =
+        type_through_relay(&mut relay, &mut members, &sa, mou, (actor, "Both. "));
+
+    for member in [m_link.1, n_link.1] {
+        let forward = relay
+            .sent
+            .iter()
+            .position(|(_, conn, frame)| {
+                *conn == member
+                    && sync_messages([frame])
+                        .pop()
+                        .is_some_and(|msg| msg.changes.iter().any(|c| c == &change[..]))
+            })
+            .expect("the relay forwarded A's change to each member");
+        let (round, conn, frame) = &relay.sent[forward.checked_sub(1).expect("a frame before")];
+        assert_eq!(
+            (*round, *conn),
+            (relay.sent[forward].0, member),
+            "the frame just before the forward went to the same member in the same round"
+        );
+        let attests = matches!(accord_sync::wire::Frame::decode(frame),
+            Ok(accord_sync::wire::Frame::Attest { attestations, .. })
+                if attestations.iter().any(|a| Attestation::from_bytes(a)
+                    .is_ok_and(|a| a.heads == vec![hash])));
+        assert!(attests, "it is A's attestation of the change");
+    }
+    for node in [&relay, &*members[1].0, &*members[2].0] {
+        assert_eq!(node.doc(mou).unwrap().get_heads(), vec![hash]);
+    }
 }

@@ -51,6 +51,10 @@ struct Offer<'a> {
     /// changes forwarded before we store them, without (heads we name are
     /// durable).
     after: Vec<ChangeHash>,
+    /// Attestations offered to us that cover the changes and that our copy
+    /// has not settled yet (see `covering_attestations`): each peer is sent
+    /// those it lacks just before the changes, with the held ones.
+    attestations: Vec<[u8; 32]>,
 }
 
 impl Engine {
@@ -83,6 +87,7 @@ impl Engine {
             changes: changes.iter().map(|c| c.raw_bytes()).collect(),
             hashes: changes.iter().map(|c| c.hash()).collect(),
             after,
+            attestations: Vec::new(),
         };
         for id in &peers {
             self.conn(*id).stats.changes_sent_ahead += changes.len() as u64;
@@ -169,13 +174,14 @@ impl Engine {
         let Some((changes, _)) = self.heads_with(doc, &ours, changes) else {
             return false;
         };
+        let hashes: Vec<ChangeHash> = changes.iter().map(|c| c.hash()).collect();
         let offer = Offer {
             doc,
             changes: changes.iter().map(|c| c.raw_bytes()).collect(),
-            hashes: changes.iter().map(|c| c.hash()).collect(),
+            attestations: self.covering_attestations(doc, &hashes),
+            hashes,
             after: ours,
         };
-        self.send_covering_attestations(doc, &offer.hashes, &peers);
         for id in &peers {
             let stats = &mut self.conn(*id).stats;
             stats.changes_forwarded += changes.len() as u64;
@@ -185,21 +191,20 @@ impl Engine {
         true
     }
 
-    /// Sends `peers` the checked attestations offered for `doc` whose
-    /// heads are all among `hashes` (not yet in our copy) and what we hold:
-    /// `offer` sends only the held ones, and these settle only once our
-    /// copy applies the changes, while the peers need them to judge the
+    /// The checked attestations offered for `doc` whose heads are all
+    /// among `hashes` (not yet in our copy) and what we hold. Only held
+    /// attestations go with an offer otherwise, and these settle only once
+    /// our copy applies the changes, while the peers need them to judge the
     /// changes when they arrive.
-    fn send_covering_attestations(&mut self, doc: DocId, hashes: &[ChangeHash], peers: &[ConnId]) {
+    fn covering_attestations(&mut self, doc: DocId, hashes: &[ChangeHash]) -> Vec<[u8; 32]> {
         let Some(slot) = self.docs.get_mut(&doc) else {
-            return;
+            return Vec::new();
         };
         let fresh: BTreeSet<ChangeHash> = hashes.iter().copied().collect();
         let Residency::Loaded(copy) = &mut slot.residency else {
-            return;
+            return Vec::new();
         };
-        let covering: Vec<[u8; 32]> = slot
-            .attestations
+        slot.attestations
             .offered
             .iter()
             .filter(|(_, a)| {
@@ -208,18 +213,7 @@ impl Engine {
                     .all(|h| fresh.contains(h) || copy.get_change_meta_by_hash(h).is_some())
             })
             .map(|(key, _)| *key)
-            .collect();
-        if covering.is_empty() {
-            return;
-        }
-        let mut built = AttestFrames::default();
-        for id in peers {
-            let Some(conn) = self.conns.get(id) else {
-                continue;
-            };
-            let fresh = super::unsent(conn, covering.iter());
-            self.send_attestation_frames(*id, doc, fresh, &mut built);
-        }
+            .collect()
     }
 
     /// Forwards `changes`, just received, judged and recorded for `doc`
@@ -244,6 +238,7 @@ impl Engine {
             changes: changes.iter().map(|c| c.raw_bytes()).collect(),
             hashes: changes.iter().map(|c| c.hash()).collect(),
             after: slot.heads.clone(),
+            attestations: Vec::new(),
         };
         // A peer sent some of them ahead (`forward_ahead`) still names
         // `before` until it answers: Automerge sends it whatever it lacks.
@@ -367,7 +362,9 @@ impl Engine {
 
     /// Sends `offer` to each of `peers` and leaves each sync state as
     /// generating that message would have. Peers that share the same heads
-    /// with us get the same message, built once.
+    /// with us get the same message, built once. Each peer's attestations
+    /// go just before its message, so that the connection can write both
+    /// at once.
     fn offer(&mut self, offer: &Offer, peers: Vec<ConnId>) {
         let doc = offer.doc;
         // Encoded frames, by the heads peers share with us; and attestations.
@@ -392,7 +389,7 @@ impl Engine {
             state.in_flight = true;
             state.last_sent_heads.clone_from(&offer.after);
             state.sent_hashes.extend(offer.hashes.iter().copied());
-            self.send_attestations_with(id, doc, &mut attested);
+            self.send_attestations_with(id, doc, &offer.attestations, &mut attested);
             let conn = self.conn(id);
             conn.docs.insert(doc, Some(state));
             conn.told_ahead.insert(doc, offer.after.clone());
