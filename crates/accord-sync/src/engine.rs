@@ -1147,7 +1147,11 @@ impl Engine {
         if messages.is_empty() {
             return;
         }
-        if !held.ahead && self.forward_ahead(doc, &messages) {
+        // Decoded once for both: most held messages (a relay's subscribers'
+        // answers) carry no changes, and that is all either needs to see.
+        let decoded = held_changes(&messages);
+        let group = decoded.as_ref().map(|(group, _)| group.as_slice());
+        if !held.ahead && self.forward_ahead(doc, &messages, group) {
             let held = Held {
                 since: self.now,
                 bytes: messages.iter().map(|(_, m)| m.len()).sum(),
@@ -1157,7 +1161,7 @@ impl Engine {
             self.inbound.insert(doc, held);
             return;
         }
-        let recorded = match self.preapply_held(doc, &messages) {
+        let recorded = match self.preapply_held(doc, &messages, decoded) {
             Some(recorded) => recorded,
             None => {
                 for (id, message) in messages {
@@ -1202,8 +1206,14 @@ impl Engine {
     /// Applies the changes of several held messages together and records
     /// them. `Some(recorded)` when the messages are then to be received for
     /// their negotiation only; `None` to apply them one at a time.
-    fn preapply_held(&mut self, doc: DocId, messages: &[(ConnId, Vec<u8>)]) -> Option<bool> {
-        match self.preapply(doc, messages) {
+    /// `decoded` is `held_changes` of `messages`.
+    fn preapply_held(
+        &mut self,
+        doc: DocId,
+        messages: &[(ConnId, Vec<u8>)],
+        decoded: Option<(Vec<u8>, BTreeSet<ConnId>)>,
+    ) -> Option<bool> {
+        match self.preapply(doc, decoded) {
             Ok(Some((changes, heads))) => {
                 let (first, _) = messages[0];
                 let peer = self.peer_of(first);
@@ -1245,14 +1255,15 @@ impl Engine {
         }
     }
 
-    /// Applies the changes of all `messages` to `doc` in one call. The
-    /// messages are then received as usual: their changes are already
-    /// present, so Automerge only updates the sync states.
-    /// Returns the changes that were new, with the resulting heads.
+    /// Applies the changes of held messages (`decoded`, their
+    /// `held_changes`) to `doc` in one call. The messages are then received
+    /// as usual: their changes are already present, so Automerge only
+    /// updates the sync states. Returns the changes that were new, with the
+    /// resulting heads.
     fn preapply(
         &mut self,
         doc: DocId,
-        messages: &[(ConnId, Vec<u8>)],
+        decoded: Option<(Vec<u8>, BTreeSet<ConnId>)>,
     ) -> std::result::Result<Option<Applied>, Fallback> {
         // Judging replaces the changes waiting for their dependencies with
         // what still waits after this judgement. Judging the combined batch
@@ -1262,7 +1273,7 @@ impl Engine {
         if self.docs.get(&doc).is_some_and(|s| !s.pending.is_empty()) {
             return Err(Fallback::OneByOne);
         }
-        let (changes, givers) = held_changes(messages).ok_or(Fallback::OneByOne)?;
+        let (changes, givers) = decoded.ok_or(Fallback::OneByOne)?;
         self.gave_changes.extend(givers);
         // Judge them together; anything short of "all accepted" falls back
         // to one message at a time, which refuses precisely. Changes

@@ -1114,17 +1114,8 @@ fn a_relay_forwards_a_judged_change_before_its_own_copy_applies_it() {
         (&mut a, a_to_relay, relay_to_a),
         (&mut m, m_to_relay, relay_to_m),
     ];
-    // The first edit finds the MOU unloaded on the relay (it came as a
-    // snapshot and settled); the second is the one that matters.
-    type_through_relay(
-        &mut relay,
-        &mut members,
-        &sa,
-        mou,
-        (actor.clone(), "Warm. "),
-    );
     let (held_before, hash, change) =
-        type_through_relay(&mut relay, &mut members, &sa, mou, (actor, "Ahead. "));
+        warm_then_type(&mut relay, &mut members, &sa, mou, (actor, "Ahead. "));
     let [(a, ..), (m, ..)] = members;
 
     let (round, forward) = relay
@@ -1153,14 +1144,10 @@ fn a_relay_forwards_a_judged_change_before_its_own_copy_applies_it() {
         forward.heads, held_before,
         "the forward names the relay's durable heads"
     );
-    let attested_first = relay.sent.iter().any(|(r, conn, frame)| {
-        *r <= round
-            && *conn == relay_to_m
-            && matches!(accord_sync::wire::Frame::decode(frame),
-                Ok(accord_sync::wire::Frame::Attest { attestations, .. })
-                    if attestations.iter().any(|a| Attestation::from_bytes(a)
-                        .is_ok_and(|a| a.heads == vec![hash])))
-    });
+    let attested_first = relay
+        .sent
+        .iter()
+        .any(|(r, conn, frame)| *r <= round && *conn == relay_to_m && attests(frame, hash));
     assert!(attested_first, "A's attestation of the change went with it");
     for node in [&relay, &*m, &*a] {
         assert_eq!(node.doc(mou).unwrap().get_heads(), vec![hash]);
@@ -1170,6 +1157,28 @@ fn a_relay_forwards_a_judged_change_before_its_own_copy_applies_it() {
             if *conn == relay_to_m && stats.changes_forwarded >= 1)
     });
     assert!(forwarded, "the relay counted the forward");
+}
+
+/// Whether `frame` is an `Attest` frame with an attestation of exactly `hash`.
+fn attests(frame: &[u8], hash: automerge::ChangeHash) -> bool {
+    matches!(accord_sync::wire::Frame::decode(frame),
+        Ok(accord_sync::wire::Frame::Attest { attestations, .. })
+            if attestations.iter().any(|a| Attestation::from_bytes(a)
+                .is_ok_and(|a| a.heads == vec![hash])))
+}
+
+/// [`type_through_relay`] twice: a first edit finds the MOU unloaded on the
+/// relay (it came as a snapshot and settled), so a warm-up edit goes
+/// first and the returned edit is the one that matters.
+fn warm_then_type(
+    relay: &mut Node,
+    members: &mut [(&mut Node, ConnId, ConnId)],
+    sa: &OrgSecret,
+    mou: DocId,
+    (actor, text): (automerge::ActorId, &str),
+) -> (Vec<automerge::ChangeHash>, automerge::ChangeHash, Vec<u8>) {
+    type_through_relay(relay, members, sa, mou, (actor.clone(), "Warm. "));
+    type_through_relay(relay, members, sa, mou, (actor, text))
 }
 
 /// `members[0]` (A, whose secret is `sa`) types `text` into `mou` with
@@ -1238,15 +1247,7 @@ fn a_relay_forward_sends_each_member_its_attestation_just_before_the_change() {
         (&mut n, n_link.0, n_link.1),
     ];
     let actor = new_document_actor(&sa, [8; 8]);
-    type_through_relay(
-        &mut relay,
-        &mut members,
-        &sa,
-        mou,
-        (actor.clone(), "Warm. "),
-    );
-    let (_, hash, change) =
-        type_through_relay(&mut relay, &mut members, &sa, mou, (actor, "Both. "));
+    let (_, hash, change) = warm_then_type(&mut relay, &mut members, &sa, mou, (actor, "Both. "));
 
     for member in [m_link.1, n_link.1] {
         let forward = relay
@@ -1265,11 +1266,7 @@ fn a_relay_forward_sends_each_member_its_attestation_just_before_the_change() {
             (relay.sent[forward].0, member),
             "the frame just before the forward went to the same member in the same round"
         );
-        let attests = matches!(accord_sync::wire::Frame::decode(frame),
-            Ok(accord_sync::wire::Frame::Attest { attestations, .. })
-                if attestations.iter().any(|a| Attestation::from_bytes(a)
-                    .is_ok_and(|a| a.heads == vec![hash])));
-        assert!(attests, "it is A's attestation of the change");
+        assert!(attests(frame, hash), "it is A's attestation of the change");
     }
     for node in [&relay, &*members[1].0, &*members[2].0] {
         assert_eq!(node.doc(mou).unwrap().get_heads(), vec![hash]);

@@ -142,33 +142,35 @@ impl Engine {
         (!fresh.is_empty()).then(|| (fresh, heads.into_iter().collect()))
     }
 
-    /// Judges the changes of held `messages` of `doc` and, when all are
-    /// accepted and build only on what we hold, sends them to every
-    /// connection but their senders that is caught up to our heads (see
-    /// the module). Returns whether any was sent them; our copy has not
-    /// applied them either way.
-    pub(super) fn forward_ahead(&mut self, doc: DocId, messages: &[(ConnId, Vec<u8>)]) -> bool {
+    /// Judges the changes of held `messages` of `doc` (`group`, as
+    /// `held_changes` joins them) and, when all are accepted and build only
+    /// on what we hold, sends them to every connection but their senders
+    /// that is caught up to our heads (see the module). Returns whether any
+    /// was sent them; our copy has not applied them either way.
+    pub(super) fn forward_ahead(
+        &mut self,
+        doc: DocId,
+        messages: &[(ConnId, Vec<u8>)],
+        group: Option<&[u8]>,
+    ) -> bool {
         let Some(slot) = self.docs.get(&doc) else {
             return false;
         };
         if !self.may_offer(doc, slot) || self.ahead.contains_key(&doc) {
             return false;
         }
-        let Some((group, _)) = super::held_changes(messages) else {
+        let Some(group) = group.filter(|g| !g.is_empty()) else {
             return false;
         };
-        if group.is_empty() {
-            return false;
-        }
         let senders: BTreeSet<ConnId> = messages.iter().map(|(id, _)| *id).collect();
         let ours = slot.heads.clone();
         let peers = self
             .caught_up_peers(doc, &ours, &senders, false)
             .unwrap_or_default();
-        if peers.is_empty() || !self.all_accepted(doc, &group) {
+        if peers.is_empty() || !self.all_accepted(doc, group) {
             return false;
         }
-        let Some(changes) = crate::provenance::split_changes(&group) else {
+        let Some(changes) = crate::provenance::split_changes(group) else {
             return false;
         };
         let Some((changes, _)) = self.heads_with(doc, &ours, changes) else {
