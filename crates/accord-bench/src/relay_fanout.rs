@@ -35,7 +35,7 @@ pub struct FanoutConfig {
     pub rate: f64,
     /// Leading edits reported apart as `cold`, not in the steady-state figures.
     pub warmup: usize,
-    /// Each subscriber's coalescing window (see `relay_client::Run::window_ms`).
+    /// Each subscriber's coalescing window (see `relay_client::ClientMode::window_ms`).
     pub subscriber_window_ms: u64,
     /// See `relay_client::Fanout`.
     pub hold_for_fanout: bool,
