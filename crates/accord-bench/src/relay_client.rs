@@ -138,6 +138,11 @@ impl Counts {
 /// milliseconds; reached only if a receiver never gets the edit ahead.
 pub const FANOUT_HOLD_LIMIT: Duration = Duration::from_secs(2);
 
+/// How long the writer waits for every other member to receive its
+/// warm-up edits: at 1,000 members the initial sync took the clients' one
+/// thread about 40 s.
+const WARMUP_WAIT_LIMIT: Duration = Duration::from_secs(300);
+
 /// How the clients of one run work.
 #[derive(Clone, Copy, Debug)]
 pub struct ClientMode {
@@ -145,12 +150,19 @@ pub struct ClientMode {
     /// a node's (`accord_node::NODE_COALESCE_WINDOW_MS`) holds received
     /// changes that long before applying them; 0 applies each at once.
     pub window_ms: u64,
-    /// With `Some(n)`, subscribers hold their engine work while one of the
-    /// writer's edits after its first `n` is being fanned out (see
-    /// [`Fanout`]). The first edits find the document cold, and some
-    /// subscribers then get the change only after an exchange with the
-    /// relay that holding would stall.
-    pub hold_for_fanout: Option<usize>,
+    /// The writer's first edits, which find the document cold on the relay
+    /// and on every subscriber (the initial sync of the MOU and, at 1,000
+    /// members, of an 80 KB roster). The writer makes its next edit only
+    /// once every other member has received these, so the timed edits never
+    /// queue behind the initial sync: at 1,000 subscribers it took the
+    /// clients' one thread up to 40 s, and timed edits sent meanwhile
+    /// measured that backlog, not the relay.
+    pub warmup: usize,
+    /// Subscribers hold their engine work while one of the writer's edits
+    /// after the warm-up is being fanned out (see [`Fanout`]). The warm-up
+    /// edits are not held: some subscribers get them only after an
+    /// exchange with the relay that holding would stall.
+    pub hold_for_fanout: bool,
 }
 
 /// The edit being fanned out: sent by the writer, not yet read off the
@@ -268,10 +280,11 @@ pub struct ClientLog {
     /// Each edit of another member received: when the frame carrying it was
     /// read from the socket, and when the engine had verified and applied it.
     pub received: Vec<(u64, Instant, Instant)>,
-    /// Bytes of websocket messages received after the run started.
-    pub bytes_in: u64,
-    /// Websocket messages received after the run started.
-    pub frames_in: u64,
+    /// Each websocket message received after the run started: when it was
+    /// read and its size. The fan-out counts only those read after its
+    /// first timed edit was sent, so the initial sync of a large roster is
+    /// not charged to the edits (nor to the bare payload sized from them).
+    pub reads: Vec<(Instant, usize)>,
     /// Why changes were refused, by this client's engine or by the relay.
     pub refusals: Vec<String>,
     /// Times the client's engine loaded the MOU and the roster from its
@@ -289,6 +302,9 @@ struct Writer {
     plan: Edits,
     made: usize,
     unacked: VecDeque<(ChangeHash, u64)>,
+    /// When it made its last warm-up edit and began waiting for every
+    /// other member to receive the warm-up (see [`ClientMode::warmup`]).
+    warming_since: Option<Instant>,
 }
 
 struct Client {
@@ -368,8 +384,7 @@ impl Client {
     /// carries changes (which edits they are is worked out later).
     fn read(&mut self, bytes: Vec<u8>, arrival: Instant) {
         if self.started.is_some() {
-            self.log.bytes_in += bytes.len() as u64;
-            self.log.frames_in += 1;
+            self.log.reads.push((arrival, bytes.len()));
         }
         if self.receives_fanout() && carries_changes(&bytes) {
             self.run.fanout.read_changes(&mut self.counted);
@@ -380,7 +395,7 @@ impl Client {
     /// Whether this client is one of the receivers a fan-out waits for:
     /// with [`ClientMode::hold_for_fanout`], every member but the writer.
     fn receives_fanout(&self) -> bool {
-        self.run.mode.hold_for_fanout.is_some() && self.writer.is_none()
+        self.run.mode.hold_for_fanout && self.writer.is_none()
     }
 
     /// Whether the queued frames wait for an edit's fan-out to end (see [`Fanout`]).
@@ -509,12 +524,32 @@ impl Client {
     /// With [`ClientMode::hold_for_fanout`], tells the subscribers that
     /// edit `id` is about to be sent.
     fn start_fanout(&self, id: u64) {
-        let Some(warmup) = self.run.mode.hold_for_fanout else {
+        if !self.run.mode.hold_for_fanout {
             return;
-        };
-        if id % EDIT_ID_BASE > warmup as u64 && self.run.fanout.sent(id, self.members - 1) {
+        }
+        let warmup = self.run.mode.warmup as u64;
+        if id % EDIT_ID_BASE > warmup && self.run.fanout.sent(id, self.members - 1) {
             Counts::add(&self.run.counts.fanouts_abandoned, 1);
         }
+    }
+
+    /// Whether the writer has made its warm-up edits and waits for every
+    /// other member to receive them (see [`ClientMode::warmup`]).
+    fn warming_up(&mut self) -> Result<bool> {
+        let warmup = self.run.mode.warmup;
+        let owed = warmup as u64 * (self.members - 1);
+        let Some(writer) = self.writer.as_mut() else {
+            return Ok(false);
+        };
+        if warmup == 0 || writer.made != warmup || Counts::get(&self.run.counts.received) >= owed {
+            return Ok(false);
+        }
+        let since = *writer.warming_since.get_or_insert_with(Instant::now);
+        anyhow::ensure!(
+            since.elapsed() < WARMUP_WAIT_LIMIT,
+            "the warm-up edits did not reach every subscriber within {WARMUP_WAIT_LIMIT:?}"
+        );
+        Ok(true)
     }
 
     /// Whether the writer still has edits to make (and says so once it has not).
@@ -598,6 +633,7 @@ fn writer(org: usize, group: &Group, plan: Edits) -> Result<Writer> {
         plan,
         made: 0,
         unacked: VecDeque::new(),
+        warming_since: None,
     })
 }
 
@@ -732,6 +768,10 @@ pub async fn run_client(
                 send_all(&mut ws, frames).await?;
             }
             () = next_tick(&mut timer) => {
+                if client.warming_up()? {
+                    // The next tick asks again.
+                    continue;
+                }
                 if client.editing() {
                     let (id, frames) = client.edit()?;
                     client.start_fanout(id);

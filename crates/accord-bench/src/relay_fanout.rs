@@ -136,6 +136,10 @@ pub(crate) struct Ours {
     settled: Memory,
     /// Times a subscriber held its engine work for a fan-out.
     pub(crate) holds: u64,
+    /// Whether every subscriber had the warm-up edits before the writer's
+    /// first timed edit left (see `ClientMode::warmup`).
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) warm_before_timed: bool,
 }
 
 /// Through the relay: org 0 creates the partnership and writes, orgs 1..=n subscribe.
@@ -163,20 +167,23 @@ pub(crate) async fn ours(n: usize, config: FanoutConfig, place: RelayPlace) -> R
         Duration::from_secs(60),
         ClientMode {
             window_ms: config.subscriber_window_ms,
-            hold_for_fanout: config.hold_for_fanout.then_some(config.warmup),
+            warmup: config.warmup,
+            hold_for_fanout: config.hold_for_fanout,
         },
     )
     .await;
     relay.stop().await?;
     let mut outcome = outcome?;
-    print_clients(n, config, &outcome);
-    let bytes: u64 = subscriber_logs(&outcome).map(|l| l.bytes_in).sum();
+    let traffic = steady_traffic(&outcome, n, config.warmup);
+    let warm_before_timed = warm_before_timed(&outcome, config.warmup);
+    print_clients(config, &outcome, &traffic);
     let cold = take_warmup(&mut outcome.logs, config.warmup);
     Ok(Ours {
         cold,
         figures: figures(&outcome.logs),
         complete: outcome.complete,
-        bytes_per_edit: bytes as usize / (n * config.edits).max(1),
+        bytes_per_edit: traffic.bytes_per_edit,
+        warm_before_timed,
         connected: outcome.connected,
         settled: outcome.settled,
         holds: outcome.fanout_holds,
@@ -205,21 +212,80 @@ fn take_warmup(logs: &mut [ClientLog], warmup: usize) -> Latency {
     Latency::of(&mut cold)
 }
 
-fn subscriber_logs(outcome: &Outcome) -> impl Iterator<Item = &ClientLog> {
-    outcome.logs.iter().filter(|l| l.org != 0)
+/// What a subscriber read per edit once warm.
+struct Traffic {
+    bytes_per_edit: usize,
+    frames_per_edit: f64,
+}
+
+/// What the subscribers read from the writer's send of its first edit past
+/// the warm-up to the end, per subscriber and per edit in that span. The
+/// warm-up's initial sync (the MOU, and with 1,000 members a roster of
+/// about 80 KB) is left out: it is not an edit's cost, and the bare
+/// baseline sends each of its messages at this size.
+fn steady_traffic(outcome: &Outcome, n: usize, warmup: usize) -> Traffic {
+    let timed_sends = timed_sends(outcome, warmup);
+    let Some(since) = timed_sends.iter().min().copied() else {
+        return Traffic {
+            bytes_per_edit: 0,
+            frames_per_edit: 0.0,
+        };
+    };
+    let reads: Vec<usize> = outcome
+        .logs
+        .iter()
+        .filter(|l| l.org != 0)
+        .flat_map(|l| &l.reads)
+        .filter(|(at, _)| *at >= since)
+        .map(|(_, len)| *len)
+        .collect();
+    let per = (n * timed_sends.len()).max(1);
+    Traffic {
+        bytes_per_edit: reads.iter().sum::<usize>() / per,
+        frames_per_edit: reads.len() as f64 / per as f64,
+    }
+}
+
+/// When the writer sent each edit past the warm-up.
+fn timed_sends(outcome: &Outcome, warmup: usize) -> Vec<Instant> {
+    outcome
+        .logs
+        .iter()
+        .filter(|l| l.org == 0)
+        .flat_map(|l| &l.sent)
+        .filter(|(id, _)| id % EDIT_ID_BASE > warmup as u64)
+        .map(|(_, at)| *at)
+        .collect()
+}
+
+/// Whether every subscriber had applied every warm-up edit before the
+/// writer sent its first edit past them (see `ClientMode::warmup`).
+fn warm_before_timed(outcome: &Outcome, warmup: usize) -> bool {
+    let Some(first) = timed_sends(outcome, warmup).into_iter().min() else {
+        return true;
+    };
+    outcome.logs.iter().filter(|l| l.org != 0).all(|l| {
+        let warm: Vec<Instant> = l
+            .received
+            .iter()
+            .filter(|(id, _, _)| id % EDIT_ID_BASE <= warmup as u64)
+            .map(|(_, _, applied)| *applied)
+            .collect();
+        warm.len() == warmup && warm.iter().all(|applied| *applied <= first)
+    })
 }
 
 /// What the clients did and cost: the context needed to read the latencies.
-fn print_clients(n: usize, config: FanoutConfig, outcome: &Outcome) {
+fn print_clients(config: FanoutConfig, outcome: &Outcome, traffic: &Traffic) {
     let per_client = |f: fn(&ClientLog) -> usize| {
         outcome.logs.iter().map(f).sum::<usize>() as f64 / outcome.logs.len() as f64
     };
-    let frames: u64 = subscriber_logs(outcome).map(|l| l.frames_in).sum();
     eprintln!(
-        "  per client: {:.1} MOU loads, {:.1} roster loads; {:.2} frames per subscriber per edit; edits {:.1} s, CPU relay {:.1} s, clients {:.1} s",
+        "  per client: {:.1} MOU loads, {:.1} roster loads; per subscriber per edit past the warm-up: {:.2} frames, {} B; edits {:.1} s, CPU relay {:.1} s, clients {:.1} s",
         per_client(|l| l.mou_loads),
         per_client(|l| l.roster_loads),
-        frames as f64 / (n * config.edits).max(1) as f64,
+        traffic.frames_per_edit,
+        traffic.bytes_per_edit,
         outcome.elapsed.as_secs_f64(),
         outcome.relay_cpu.as_secs_f64(),
         outcome.clients_cpu.as_secs_f64()

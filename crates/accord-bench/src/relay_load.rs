@@ -89,7 +89,8 @@ pub async fn load(relay: RelayHost, data: &Path, config: LoadConfig) -> Result<L
             // Each client applies what it receives at once, as when these
             // figures were first taken (see `relay-fanout --subscriber-window`).
             window_ms: 0,
-            hold_for_fanout: None,
+            warmup: 0,
+            hold_for_fanout: false,
         },
     )
     .await;
