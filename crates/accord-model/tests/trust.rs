@@ -176,6 +176,50 @@ fn removal_backdating_and_concurrency_get_the_documented_verdicts() {
     assert_eq!(verdicts, expected);
 }
 
+/// A change can come twice in one batch (a message overlapping the changes
+/// held from an earlier one): every copy gets the change's one verdict, so
+/// an accepted change is never also refused as unattested.
+#[test]
+fn a_change_that_comes_twice_in_a_batch_gets_one_verdict() {
+    let w = world();
+    let s = scenario(&w);
+    let mut history = RosterHistory::new(w.roster.id(), w.roster.doc().clone());
+    let base = w.base.clone();
+    let mut applied = |h: &ChangeHash| {
+        let mut d = base.clone();
+        d.get_change_meta_by_hash(h)
+            .map(|m| accord_model::trust::claim::parse(m.message.as_deref()))
+    };
+    let candidates: Vec<Candidate> = [0, 1, 2, 3, 0, 2, 3]
+        .iter()
+        .map(|&i| Candidate::of_change(&s.changes[i]))
+        .collect();
+    let verdict = verify_batch(
+        Rule::Agreement,
+        &candidates,
+        &s.attestations,
+        &mut history,
+        &mut applied,
+    )
+    .expect("the roster is known");
+    assert!(verdict.waiting.is_empty());
+    for (hash, expected) in &s.expected {
+        let refusals: Vec<&str> = verdict
+            .refused
+            .iter()
+            .filter(|(h, _, _)| h == hash)
+            .map(|(_, _, why)| why.code())
+            .collect();
+        if *expected == "accepted" {
+            assert!(verdict.accepted.contains(hash));
+            assert_eq!(refusals, Vec::<&str>::new(), "{hash} was also refused");
+        } else {
+            assert!(!verdict.accepted.contains(hash));
+            assert!(!refusals.is_empty() && refusals.iter().all(|r| r == expected));
+        }
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(
         std::env::var("ACCORD_PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(64)

@@ -244,36 +244,152 @@ impl RosterHistory {
     }
 }
 
+/// A batch of candidates with each dependency resolved, once, to its place
+/// in the batch. Judging a whole document (hundreds of thousands of
+/// changes) used to look every dependency up in four hash maps and sets
+/// (covering, ordering, waiting, refusals), and those lookups, each a cache
+/// miss, were most of its cost.
+struct Batch<'a> {
+    candidates: &'a [Candidate],
+    /// Each hash's place: its last, when a change comes twice (a message
+    /// and the changes held from an earlier one can overlap). Copies of a
+    /// change share their place's verdict, as they share its hash.
+    index: ChangeHashMap<ChangeHash, usize>,
+    /// Each candidate's place in `index`: itself, or its last copy.
+    canon: Vec<usize>,
+    /// Where each candidate's dependencies start in `deps` (one more entry
+    /// than candidates, for the end of the last).
+    starts: Vec<usize>,
+    /// Each dependency's place in the batch, in the order of
+    /// `Candidate::deps`; [`OUTSIDE`] for one that is not a candidate.
+    deps: Vec<usize>,
+}
+
+/// A dependency that is not in the batch.
+const OUTSIDE: usize = usize::MAX;
+
+impl<'a> Batch<'a> {
+    fn new(candidates: &'a [Candidate]) -> Self {
+        let index: ChangeHashMap<ChangeHash, usize> = candidates
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.hash, i))
+            .collect();
+        let mut starts = Vec::with_capacity(candidates.len() + 1);
+        let mut deps = Vec::with_capacity(candidates.len());
+        for c in candidates {
+            starts.push(deps.len());
+            deps.extend(
+                c.deps
+                    .iter()
+                    .map(|d| index.get(d).copied().unwrap_or(OUTSIDE)),
+            );
+        }
+        starts.push(deps.len());
+        let canon = candidates.iter().map(|c| index[&c.hash]).collect();
+        Self {
+            candidates,
+            index,
+            canon,
+            starts,
+            deps,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.candidates.len()
+    }
+
+    /// The places of candidate `i`'s dependencies, parallel to its `deps`.
+    fn deps_of(&self, i: usize) -> &[usize] {
+        &self.deps[self.starts[i]..self.starts[i + 1]]
+    }
+
+    fn contains(&self, hash: &ChangeHash) -> bool {
+        self.index.contains_key(hash)
+    }
+
+    /// Which candidates an attestation by their own organisation covers,
+    /// by place: an attestation vouches for its heads and, through the hash
+    /// chain, for everything they depend on. The walk stops at changes
+    /// outside the batch (the changes not yet applied).
+    fn covered(&self, attestations: &[Attestation]) -> Vec<bool> {
+        let walked = self.walk_attested(attestations);
+        self.canon.iter().map(|&i| walked[i]).collect()
+    }
+
+    /// [`Batch::covered`] for the places the walk reaches (last copies).
+    fn walk_attested(&self, attestations: &[Attestation]) -> Vec<bool> {
+        let mut by_org: BTreeMap<OrgKey, Vec<usize>> = BTreeMap::new();
+        for a in attestations {
+            let heads = a.heads.iter().filter_map(|h| self.index.get(h).copied());
+            by_org.entry(a.org).or_default().extend(heads);
+        }
+        let mut out = vec![false; self.len()];
+        // The walk of the n-th organisation marks what it has seen with n.
+        let mut seen = vec![0u32; self.len()];
+        for (walk, (org, mut stack)) in (1u32..).zip(by_org) {
+            while let Some(i) = stack.pop() {
+                if seen[i] == walk {
+                    continue;
+                }
+                seen[i] = walk;
+                if self.candidates[i].org == Some(org) {
+                    out[i] = true;
+                }
+                stack.extend(self.deps_of(i).iter().filter(|&&j| j != OUTSIDE));
+            }
+        }
+        out
+    }
+
+    /// The candidates' places, each after those of its dependencies that
+    /// are also candidates.
+    fn causal_order(&self) -> Vec<usize> {
+        // A whole document's changes, and most messages', come in causal
+        // order already: then the walk below would give them as they are.
+        let ordered =
+            (0..self.len()).all(|i| self.deps_of(i).iter().all(|&j| j == OUTSIDE || j < i));
+        if ordered {
+            return (0..self.len()).collect();
+        }
+        let mut placed = vec![false; self.len()];
+        let mut out = Vec::with_capacity(self.len());
+        for start in 0..self.len() {
+            let mut stack = vec![(start, false)];
+            while let Some((i, expanded)) = stack.pop() {
+                if placed[i] {
+                    continue;
+                }
+                if expanded {
+                    placed[i] = true;
+                    out.push(i);
+                    continue;
+                }
+                stack.push((i, true));
+                for &j in self.deps_of(i) {
+                    if j != OUTSIDE && !placed[j] {
+                        stack.push((j, false));
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
 /// Which candidates an attestation by their own organisation covers: an
 /// attestation vouches for its heads and, through the hash chain, for
 /// everything they depend on. `candidates` are the changes not yet applied;
 /// the walk stops at changes outside them.
 pub fn covered(candidates: &[Candidate], attestations: &[Attestation]) -> ChangeHashSet {
-    let by_hash: ChangeHashMap<ChangeHash, &Candidate> =
-        candidates.iter().map(|c| (c.hash, c)).collect();
-    let mut by_org: BTreeMap<OrgKey, Vec<ChangeHash>> = BTreeMap::new();
-    for a in attestations {
-        by_org
-            .entry(a.org)
-            .or_default()
-            .extend(a.heads.iter().copied());
-    }
-    let mut out = ChangeHashSet::default();
-    for (org, heads) in by_org {
-        let mut seen = ChangeHashSet::default();
-        let mut stack: Vec<ChangeHash> = heads;
-        while let Some(h) = stack.pop() {
-            let Some(c) = by_hash.get(&h) else { continue };
-            if !seen.insert(h) {
-                continue;
-            }
-            if c.org == Some(org) {
-                out.insert(h);
-            }
-            stack.extend(c.deps.iter().copied());
-        }
-    }
-    out
+    Batch::new(candidates)
+        .covered(attestations)
+        .iter()
+        .zip(candidates)
+        .filter(|(covered, _)| **covered)
+        .map(|(_, c)| c.hash)
+        .collect()
 }
 
 /// Organisations with an attestation that names a change neither the batch
@@ -283,19 +399,18 @@ pub fn covered(candidates: &[Candidate], attestations: &[Attestation]) -> Change
 /// next round by asking for the missing head), so an uncovered change of
 /// theirs may be covered once that change arrives.
 fn orgs_awaiting_heads(
-    candidates: &[Candidate],
-    attested: &ChangeHashSet,
+    batch: &Batch<'_>,
+    attested: &[bool],
     attestations: &[Attestation],
     known: &mut dyn FnMut(&ChangeHash) -> bool,
 ) -> BTreeSet<OrgKey> {
     // The usual case, every change covered, needs no look further.
-    if candidates.iter().all(|c| attested.contains(&c.hash)) {
+    if attested.iter().all(|&a| a) {
         return BTreeSet::new();
     }
-    let in_batch: ChangeHashSet = candidates.iter().map(|c| c.hash).collect();
     attestations
         .iter()
-        .filter(|a| a.heads.iter().any(|h| !in_batch.contains(h) && !known(h)))
+        .filter(|a| a.heads.iter().any(|h| !batch.contains(h) && !known(h)))
         .map(|a| a.org)
         .collect()
 }
@@ -304,46 +419,8 @@ fn orgs_awaiting_heads(
 /// still lack: it waits (unapplied, bounded like any change waiting for its
 /// dependencies) instead of being refused. Only the organisation's own valid
 /// signature can make a change wait, and nothing is applied until covered.
-fn awaits_its_attestation(
-    c: &Candidate,
-    attested: &ChangeHashSet,
-    awaiting: &BTreeSet<OrgKey>,
-) -> bool {
-    !attested.contains(&c.hash) && c.org.is_some_and(|org| awaiting.contains(&org))
-}
-
-/// Sorts `candidates` so every change comes after those of its
-/// dependencies that are also candidates.
-fn causal_order(candidates: &[Candidate]) -> Vec<&Candidate> {
-    let index: ChangeHashMap<ChangeHash, usize> = candidates
-        .iter()
-        .enumerate()
-        .map(|(i, c)| (c.hash, i))
-        .collect();
-    let mut placed = vec![false; candidates.len()];
-    let mut out = Vec::with_capacity(candidates.len());
-    for start in 0..candidates.len() {
-        let mut stack = vec![(start, false)];
-        while let Some((i, expanded)) = stack.pop() {
-            if placed[i] {
-                continue;
-            }
-            if expanded {
-                placed[i] = true;
-                out.push(&candidates[i]);
-                continue;
-            }
-            stack.push((i, true));
-            for d in &candidates[i].deps {
-                if let Some(&j) = index.get(d)
-                    && !placed[j]
-                {
-                    stack.push((j, false));
-                }
-            }
-        }
-    }
-    out
+fn awaits_its_attestation(c: &Candidate, attested: bool, awaiting: &BTreeSet<OrgKey>) -> bool {
+    !attested && c.org.is_some_and(|org| awaiting.contains(&org))
 }
 
 /// Judges a batch of agreement or notes changes (`rule` must not be
@@ -361,38 +438,41 @@ pub fn verify_batch(
     roster: &mut RosterHistory,
     applied: &mut dyn FnMut(&ChangeHash) -> Option<Option<Vec<ChangeHash>>>,
 ) -> Result<Verdict, UnknownRoster> {
-    let attested = covered(candidates, attestations);
-    let awaiting = orgs_awaiting_heads(candidates, &attested, attestations, &mut |h| {
+    let batch = Batch::new(candidates);
+    let attested = batch.covered(attestations);
+    let awaiting = orgs_awaiting_heads(&batch, &attested, attestations, &mut |h| {
         applied(h).is_some()
     });
     let mut verdict = Verdict::default();
-    let mut refused = ChangeHashSet::default();
-    let claims: ChangeHashMap<ChangeHash, Option<&Vec<ChangeHash>>> = candidates
-        .iter()
-        .map(|c| (c.hash, c.claim.as_ref()))
-        .collect();
-    for c in causal_order(candidates) {
-        let waits = c.deps.iter().any(|d| {
-            verdict.waiting.contains(d) || (!claims.contains_key(d) && applied(d).is_none())
+    // By place in `batch.index`, so that copies of a change count together.
+    let (mut waiting, mut refused) = (vec![false; batch.len()], vec![false; batch.len()]);
+    for i in batch.causal_order() {
+        let c = &candidates[i];
+        let deps = batch.deps_of(i);
+        let waits = c.deps.iter().zip(deps).any(|(d, &j)| match j {
+            OUTSIDE => applied(d).is_none(),
+            j => waiting[j],
         });
-        if waits || awaits_its_attestation(c, &attested, &awaiting) {
+        if waits || awaits_its_attestation(c, attested[i], &awaiting) {
+            waiting[batch.canon[i]] = true;
             verdict.waiting.insert(c.hash);
             continue;
         }
-        let outcome = if c.deps.iter().any(|d| refused.contains(d)) {
+        let outcome = if deps.iter().any(|&j| j != OUTSIDE && refused[j]) {
             Err(Refusal::DependsOnRefused)
         } else {
-            judge(rule, c, &attested, roster, &mut |h| match claims.get(h) {
-                Some(claim) => claim.map(|v| Cow::Borrowed(v.as_slice())),
-                None => applied(h).flatten().map(Cow::Owned),
-            })?
+            let mut dep_claims = c.deps.iter().zip(deps).map(|(d, &j)| match j {
+                OUTSIDE => applied(d).flatten().map(Cow::Owned),
+                j => candidates[j].claim.as_deref().map(Cow::Borrowed),
+            });
+            judge(rule, c, attested[i], roster, &mut dep_claims)?
         };
         match outcome {
             Ok(()) => {
                 verdict.accepted.insert(c.hash);
             }
             Err(reason) => {
-                refused.insert(c.hash);
+                refused[batch.canon[i]] = true;
                 verdict.refused.push((c.hash, c.org, reason));
             }
         }
@@ -400,21 +480,23 @@ pub fn verify_batch(
     Ok(verdict)
 }
 
-/// The roster version a change claims: borrowed for changes in the batch
-/// (nearly all of them when a document arrives whole), owned for held ones.
-type ClaimOf<'a> = dyn FnMut(&ChangeHash) -> Option<Cow<'a, [ChangeHash]>> + 'a;
+/// The roster versions a change's dependencies claim, in the order of its
+/// `deps` (`None` for one that claims none): borrowed for changes in the
+/// batch (nearly all of them when a document arrives whole), owned for
+/// applied ones.
+type DepClaims<'a, 'b> = dyn Iterator<Item = Option<Cow<'a, [ChangeHash]>>> + 'b;
 
 fn judge<'a>(
     rule: Rule,
     c: &Candidate,
-    attested: &ChangeHashSet,
+    attested: bool,
     roster: &mut RosterHistory,
-    claim_of: &mut ClaimOf<'a>,
+    dep_claims: &mut DepClaims<'a, '_>,
 ) -> Result<Result<(), Refusal>, UnknownRoster> {
     let Some(org) = c.org else {
         return Ok(Err(Refusal::NoOrganisation));
     };
-    if !attested.contains(&c.hash) {
+    if !attested {
         return Ok(Err(Refusal::Unattested));
     }
     if let Rule::Notes { owner } = rule
@@ -425,10 +507,8 @@ fn judge<'a>(
     let Some(claim) = &c.claim else {
         return Ok(Err(Refusal::NoRosterClaim));
     };
-    for dep in &c.deps {
-        if let Some(older) = claim_of(dep)
-            && !roster.includes(claim, &older)?
-        {
+    for older in dep_claims.flatten() {
+        if !roster.includes(claim, &older)? {
             return Ok(Err(Refusal::StaleRoster));
         }
     }
@@ -451,20 +531,20 @@ pub fn verify_roster_batch(
     attestations: &[Attestation],
 ) -> Verdict {
     let candidates: Vec<Candidate> = changes.iter().map(Candidate::of_change).collect();
-    let attested = covered(&candidates, attestations);
-    let by_hash: ChangeHashMap<ChangeHash, &Change> =
-        changes.iter().map(|c| (c.hash(), c)).collect();
+    let batch = Batch::new(&candidates);
+    let attested = batch.covered(attestations);
     let mut scratch = current.clone();
-    let awaiting = orgs_awaiting_heads(&candidates, &attested, attestations, &mut |h| {
+    let awaiting = orgs_awaiting_heads(&batch, &attested, attestations, &mut |h| {
         scratch.get_change_by_hash(h).is_some()
     });
     let mut verdict = Verdict::default();
     let mut refused = ChangeHashSet::default();
-    for c in causal_order(&candidates) {
+    for i in batch.causal_order() {
+        let c = &candidates[i];
         if c.deps
             .iter()
             .any(|d| scratch.get_change_by_hash(d).is_none() && !refused.contains(d))
-            || awaits_its_attestation(c, &attested, &awaiting)
+            || awaits_its_attestation(c, attested[i], &awaiting)
         {
             verdict.waiting.insert(c.hash);
             continue;
@@ -472,7 +552,7 @@ pub fn verify_roster_batch(
         let outcome = if c.deps.iter().any(|d| refused.contains(d)) {
             Err(Refusal::DependsOnRefused)
         } else {
-            judge_roster_change(id, &mut scratch, c, &attested, by_hash[&c.hash])
+            judge_roster_change(id, &mut scratch, c, attested[i], &changes[batch.canon[i]])
         };
         match outcome {
             Ok(()) => {
@@ -491,11 +571,11 @@ fn judge_roster_change(
     id: PartnershipId,
     scratch: &mut AutoCommit,
     c: &Candidate,
-    attested: &ChangeHashSet,
+    attested: bool,
     change: &Change,
 ) -> Result<(), Refusal> {
     let org = c.org.ok_or(Refusal::NoOrganisation)?;
-    if !attested.contains(&c.hash) {
+    if !attested {
         return Err(Refusal::Unattested);
     }
     {
