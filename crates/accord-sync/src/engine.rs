@@ -1248,7 +1248,7 @@ impl Engine {
             return;
         };
         if stored {
-            slot.residency = Residency::Unloaded;
+            slot.unload();
             self.request_load(doc);
         } else {
             slot.residency = Residency::Loaded(Box::default());
@@ -1373,7 +1373,7 @@ impl Engine {
             let Some(slot) = self.docs.get_mut(&doc) else {
                 return;
             };
-            slot.residency = Residency::Unloaded;
+            slot.unload();
             let heads = slot.heads.clone();
             for id in std::mem::take(&mut slot.waiting) {
                 self.send_whole(id, doc, heads.clone(), snapshot.to_vec());
@@ -1462,7 +1462,7 @@ impl Engine {
             return;
         };
         if d.load_incremental(change).is_err() {
-            slot.residency = Residency::Unloaded;
+            slot.unload();
             self.push_to_peers(doc);
             return;
         }
@@ -1674,7 +1674,7 @@ impl Engine {
         };
         if !matches!(applied, Ok(Ok(()))) {
             if let Some(slot) = self.docs.get_mut(&doc) {
-                slot.residency = Residency::Unloaded;
+                slot.unload();
             }
             return refuse(
                 ErrorCode::BadDocument,
@@ -2123,7 +2123,7 @@ impl Engine {
             return;
         };
         if slot.stored {
-            slot.residency = Residency::Unloaded;
+            slot.unload();
         } else {
             *slot = DocSlot::empty(slot.partnership, slot.kind.clone());
         }
@@ -2267,12 +2267,10 @@ impl Engine {
     /// The peer answers with its heads; until then, see
     /// `sent_before_our_snapshot`.
     fn send_snapshot(&mut self, id: ConnId, doc: DocId) {
-        let Some(d) = self.docs.get_mut(&doc).and_then(DocSlot::doc_mut) else {
+        let Some((heads, saved)) = self.docs.get_mut(&doc).and_then(DocSlot::saved) else {
             return;
         };
-        let heads = d.get_heads();
-        let saved = d.save();
-        self.send_whole(id, doc, heads, saved);
+        self.send_whole(id, doc, heads, saved.to_vec());
     }
 
     /// Sends `saved` (a saved document whose heads are `heads`) as a snapshot.
@@ -2834,7 +2832,7 @@ impl Engine {
         {
             return;
         }
-        slot.residency = Residency::Unloaded;
+        slot.unload();
         slot.saved_states.clear();
     }
 

@@ -1,6 +1,7 @@
 //! What the engine knows about documents and partnerships.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use accord_identity::OrgKey;
 use accord_model::{DocId, Notes, PartnershipId, Role, Roster};
@@ -53,6 +54,9 @@ pub(crate) struct DocSlot {
     /// Engine time when a connection last settled this document: it stays
     /// loaded for `EngineConfig::keep_loaded_ms` after.
     pub settled_at: u64,
+    /// The loaded document as last saved whole, with its heads (see
+    /// [`DocSlot::saved`]); dropped when the document is unloaded.
+    pub saved: Option<(Vec<ChangeHash>, Arc<[u8]>)>,
 }
 
 impl DocSlot {
@@ -71,6 +75,7 @@ impl DocSlot {
             pending: Vec::new(),
             refused: BTreeMap::new(),
             settled_at: 0,
+            saved: None,
         }
     }
 
@@ -88,6 +93,30 @@ impl DocSlot {
             Residency::Loaded(doc) => Some(doc),
             _ => None,
         }
+    }
+
+    /// The loaded document saved whole, and its heads: saved once per
+    /// version, however many peers lacking it are sent it. A save
+    /// compresses the whole document (100 ms and more for a long one), and
+    /// a relay sends one to every member that catches up on a new
+    /// document at once. Same heads, same changes: the bytes stay valid
+    /// until the heads move.
+    pub fn saved(&mut self) -> Option<(Vec<ChangeHash>, Arc<[u8]>)> {
+        let heads = self.doc_mut()?.get_heads();
+        if let Some((at, bytes)) = &self.saved
+            && *at == heads
+        {
+            return Some((heads, Arc::clone(bytes)));
+        }
+        let bytes: Arc<[u8]> = self.doc_mut()?.save().into();
+        self.saved = Some((heads.clone(), Arc::clone(&bytes)));
+        Some((heads, bytes))
+    }
+
+    /// Forgets the loaded document (and its saved bytes); its heads stay known.
+    pub fn unload(&mut self) {
+        self.residency = Residency::Unloaded;
+        self.saved = None;
     }
 }
 
@@ -138,4 +167,43 @@ pub(crate) fn digest<'a>(docs: impl Iterator<Item = (&'a DocId, &'a DocSlot)>) -
         }
     }
     h.finalize().into()
+}
+
+#[cfg(test)]
+mod tests {
+    use automerge::transaction::Transactable;
+    use automerge::{AutoCommit, ROOT};
+
+    use super::*;
+
+    fn loaded() -> DocSlot {
+        let mut doc = AutoCommit::new();
+        doc.put(ROOT, "purpose", "first").unwrap();
+        doc.commit();
+        DocSlot {
+            residency: Residency::Loaded(Box::new(doc)),
+            ..DocSlot::unloaded(PartnershipId::from_bytes([1; 16]), "mou".into(), Vec::new())
+        }
+    }
+
+    #[test]
+    fn a_document_is_saved_once_per_version_and_again_once_it_moves() {
+        let mut slot = loaded();
+        let (heads, first) = slot.saved().unwrap();
+        let (_, again) = slot.saved().unwrap();
+        assert!(
+            Arc::ptr_eq(&first, &again),
+            "the same version is not saved twice"
+        );
+        let doc = slot.doc_mut().unwrap();
+        doc.put(ROOT, "purpose", "second").unwrap();
+        doc.commit();
+        let (moved, second) = slot.saved().unwrap();
+        assert_ne!(moved, heads);
+        assert!(!Arc::ptr_eq(&first, &second));
+        let mut reloaded = AutoCommit::load(&second).unwrap();
+        assert_eq!(reloaded.get_heads(), moved);
+        slot.unload();
+        assert!(slot.saved.is_none() && slot.saved().is_none());
+    }
 }
