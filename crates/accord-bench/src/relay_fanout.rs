@@ -59,6 +59,9 @@ pub struct FanoutRow {
     /// Times a subscriber held its engine work for a fan-out (see
     /// `relay_client::Fanout`); 0 with `--inline-engines`.
     pub fanout_holds: u64,
+    /// Whether every subscriber had the warm-up edits before the first
+    /// timed edit left (see `relay_client::ClientMode::warmup`).
+    pub warm_before_timed: bool,
 }
 
 /// Fails early, with the fix, when this process may not open `needed` files.
@@ -102,6 +105,7 @@ pub fn run(subscribers: &[usize], config: FanoutConfig, json: Option<&Path>) -> 
             relay_settled: ours.settled,
             complete: ours.complete,
             fanout_holds: ours.holds,
+            warm_before_timed: ours.warm_before_timed,
         };
         print_row(&row);
         rows.push(row);
@@ -138,7 +142,6 @@ pub(crate) struct Ours {
     pub(crate) holds: u64,
     /// Whether every subscriber had the warm-up edits before the writer's
     /// first timed edit left (see `ClientMode::warmup`).
-    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) warm_before_timed: bool,
 }
 
@@ -174,9 +177,10 @@ pub(crate) async fn ours(n: usize, config: FanoutConfig, place: RelayPlace) -> R
     .await;
     relay.stop().await?;
     let mut outcome = outcome?;
-    let traffic = steady_traffic(&outcome, n, config.warmup);
-    let warm_before_timed = warm_before_timed(&outcome, config.warmup);
-    print_clients(config, &outcome, &traffic);
+    let timed = timed_sends(&outcome, config.warmup);
+    let traffic = steady_traffic(&outcome, n, &timed);
+    let warm_before_timed = warm_before_timed(&outcome, config.warmup, &timed);
+    print_clients(config, &outcome, &traffic, warm_before_timed);
     let cold = take_warmup(&mut outcome.logs, config.warmup);
     Ok(Ours {
         cold,
@@ -223,8 +227,7 @@ struct Traffic {
 /// warm-up's initial sync (the MOU, and with 1,000 members a roster of
 /// about 80 KB) is left out: it is not an edit's cost, and the bare
 /// baseline sends each of its messages at this size.
-fn steady_traffic(outcome: &Outcome, n: usize, warmup: usize) -> Traffic {
-    let timed_sends = timed_sends(outcome, warmup);
+fn steady_traffic(outcome: &Outcome, n: usize, timed_sends: &[Instant]) -> Traffic {
     let Some(since) = timed_sends.iter().min().copied() else {
         return Traffic {
             bytes_per_edit: 0,
@@ -260,8 +263,8 @@ fn timed_sends(outcome: &Outcome, warmup: usize) -> Vec<Instant> {
 
 /// Whether every subscriber had applied every warm-up edit before the
 /// writer sent its first edit past them (see `ClientMode::warmup`).
-fn warm_before_timed(outcome: &Outcome, warmup: usize) -> bool {
-    let Some(first) = timed_sends(outcome, warmup).into_iter().min() else {
+fn warm_before_timed(outcome: &Outcome, warmup: usize, timed_sends: &[Instant]) -> bool {
+    let Some(first) = timed_sends.iter().min().copied() else {
         return true;
     };
     outcome.logs.iter().filter(|l| l.org != 0).all(|l| {
@@ -276,12 +279,12 @@ fn warm_before_timed(outcome: &Outcome, warmup: usize) -> bool {
 }
 
 /// What the clients did and cost: the context needed to read the latencies.
-fn print_clients(config: FanoutConfig, outcome: &Outcome, traffic: &Traffic) {
+fn print_clients(config: FanoutConfig, outcome: &Outcome, traffic: &Traffic, warm: bool) {
     let per_client = |f: fn(&ClientLog) -> usize| {
         outcome.logs.iter().map(f).sum::<usize>() as f64 / outcome.logs.len() as f64
     };
     eprintln!(
-        "  per client: {:.1} MOU loads, {:.1} roster loads; per subscriber per edit past the warm-up: {:.2} frames, {} B; edits {:.1} s, CPU relay {:.1} s, clients {:.1} s",
+        "  per client: {:.1} MOU loads, {:.1} roster loads; every subscriber warm before the first timed edit: {warm}; per subscriber per edit past the warm-up: {:.2} frames, {} B; edits {:.1} s, CPU relay {:.1} s, clients {:.1} s",
         per_client(|l| l.mou_loads),
         per_client(|l| l.roster_loads),
         traffic.frames_per_edit,

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use crate::relay_fanout::{FanoutConfig, RelayPlace, ours};
+use crate::relay_fanout::{FanoutConfig, Ours, RelayPlace, ours};
 use crate::relay_load::{LoadConfig, load};
 use crate::servers::{RelayHost, create_relay_replica, start_relay};
 
@@ -42,6 +42,15 @@ async fn relay_load_smoke_acknowledges_delivers_and_keeps_every_edit() {
     assert_eq!(d.stored, 200);
 }
 
+/// The fan-out benchmark's side through the relay, in process, bounded in time.
+async fn fanout_smoke(subscribers: usize, config: FanoutConfig) -> Ours {
+    let run = ours(subscribers, config, RelayPlace::InProcess);
+    tokio::time::timeout(Duration::from_secs(120), run)
+        .await
+        .expect("the fan-out smoke finished within 120 s")
+        .unwrap()
+}
+
 /// The fan-out benchmark's path, small, against an in-process relay: every
 /// edit reaches every subscriber, and the subscribers hold their engine
 /// work while an edit is fanned out (see `relay_client::Fanout`).
@@ -54,11 +63,7 @@ async fn relay_fanout_smoke_delivers_every_edit_with_engines_held_for_the_fanout
         subscriber_window_ms: 50,
         hold_for_fanout: true,
     };
-    let run = ours(3, config, RelayPlace::InProcess);
-    let ours = tokio::time::timeout(Duration::from_secs(120), run)
-        .await
-        .expect("the fan-out smoke finished within 120 s")
-        .unwrap();
+    let ours = fanout_smoke(3, config).await;
     let f = &ours.figures;
     eprintln!("{f:?}");
     assert!(
@@ -87,11 +92,7 @@ async fn relay_fanout_smoke_times_no_edit_before_every_subscriber_is_warm() {
         subscriber_window_ms: 100,
         hold_for_fanout: false,
     };
-    let run = ours(2, config, RelayPlace::InProcess);
-    let ours = tokio::time::timeout(Duration::from_secs(120), run)
-        .await
-        .expect("the fan-out smoke finished within 120 s")
-        .unwrap();
+    let ours = fanout_smoke(2, config).await;
     assert!(
         ours.complete,
         "not every edit was acknowledged and received"

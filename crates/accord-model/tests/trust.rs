@@ -113,6 +113,28 @@ fn scenario(w: &World) -> Scenario {
     }
 }
 
+/// Judges `candidates` as agreement changes for a replica holding `doc`.
+fn verify_on(
+    doc: &AutoCommit,
+    candidates: &[Candidate],
+    s: &Scenario,
+    history: &mut RosterHistory,
+) -> accord_model::trust::Verdict {
+    let mut applied = |h: &ChangeHash| {
+        let mut d = doc.clone();
+        d.get_change_meta_by_hash(h)
+            .map(|m| accord_model::trust::claim::parse(m.message.as_deref()))
+    };
+    verify_batch(
+        Rule::Agreement,
+        candidates,
+        &s.attestations,
+        history,
+        &mut applied,
+    )
+    .expect("the roster is known")
+}
+
 /// Judges `order` split into batches at `cuts`, carrying waiting changes
 /// forward, as a replica receiving them over several messages would.
 fn judge(w: &World, s: &Scenario, order: &[usize], cuts: &[usize]) -> BTreeMap<ChangeHash, String> {
@@ -133,20 +155,7 @@ fn judge(w: &World, s: &Scenario, order: &[usize], cuts: &[usize]) -> BTreeMap<C
         batch.extend(order[start..end].iter().map(|&i| s.changes[i].clone()));
         start = end;
         let candidates: Vec<Candidate> = batch.iter().map(Candidate::of_change).collect();
-        let snapshot = doc.clone();
-        let mut applied = |h: &ChangeHash| {
-            let mut d = snapshot.clone();
-            d.get_change_meta_by_hash(h)
-                .map(|m| accord_model::trust::claim::parse(m.message.as_deref()))
-        };
-        let verdict = verify_batch(
-            Rule::Agreement,
-            &candidates,
-            &s.attestations,
-            &mut history,
-            &mut applied,
-        )
-        .expect("the roster is known");
+        let verdict = verify_on(&doc, &candidates, s, &mut history);
         for (h, _, why) in &verdict.refused {
             verdicts.insert(*h, why.code().to_owned());
         }
@@ -184,24 +193,11 @@ fn a_change_that_comes_twice_in_a_batch_gets_one_verdict() {
     let w = world();
     let s = scenario(&w);
     let mut history = RosterHistory::new(w.roster.id(), w.roster.doc().clone());
-    let base = w.base.clone();
-    let mut applied = |h: &ChangeHash| {
-        let mut d = base.clone();
-        d.get_change_meta_by_hash(h)
-            .map(|m| accord_model::trust::claim::parse(m.message.as_deref()))
-    };
     let candidates: Vec<Candidate> = [0, 1, 2, 3, 0, 2, 3]
         .iter()
         .map(|&i| Candidate::of_change(&s.changes[i]))
         .collect();
-    let verdict = verify_batch(
-        Rule::Agreement,
-        &candidates,
-        &s.attestations,
-        &mut history,
-        &mut applied,
-    )
-    .expect("the roster is known");
+    let verdict = verify_on(&w.base, &candidates, &s, &mut history);
     assert!(verdict.waiting.is_empty());
     for (hash, expected) in &s.expected {
         let refusals: Vec<&str> = verdict
