@@ -6,7 +6,8 @@
 //! receipt to them, so a relay forwards to its subscribers while it commits.
 //!
 //! It is a plain thread (not a tokio task) because redb commits block on
-//! fsync; connection tasks talk to it through a channel.
+//! fsync; connection tasks talk to it through a channel, and it hands
+//! their frames back through the [`courier`](crate::courier).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -19,6 +20,7 @@ use accord_store::{DocInfo, Replica, WriteBatch};
 use accord_sync::{ConnId, Engine, Event, Input, Outputs, StorageWrite};
 use accord_workspace::{Committed, Workspace};
 
+use crate::courier::{Courier, Delivery};
 use crate::metrics::Metrics;
 use automerge::ChangeHash;
 use tokio::sync::{broadcast, mpsc as tokio_mpsc, oneshot};
@@ -58,6 +60,11 @@ pub enum Command {
         bytes: Vec<u8>,
     },
     Disconnected {
+        conn: ConnId,
+    },
+    /// The courier found the connection's outbox full: its peer does not
+    /// read, and it is disconnected rather than allowed to grow our memory.
+    Stalled {
         conn: ConnId,
     },
     Committed(Vec<Committed>),
@@ -126,6 +133,7 @@ struct Connection {
 /// The state owned by the driver thread.
 pub struct Driver {
     engine: Engine,
+    courier: Courier,
     replica: Arc<Replica>,
     workspace: Option<Arc<Workspace>>,
     conns: BTreeMap<ConnId, Connection>,
@@ -137,9 +145,11 @@ pub struct Driver {
 }
 
 impl Driver {
-    /// Starts the driver thread. `workspace` is the organisation's (for
-    /// pinning peers on first contact); a relay has none.
+    /// Starts the driver thread, and its courier on `runtime`. `workspace`
+    /// is the organisation's (for pinning peers on first contact); a relay
+    /// has none.
     pub fn spawn(
+        runtime: &tokio::runtime::Handle,
         engine: Engine,
         replica: Arc<Replica>,
         workspace: Option<Arc<Workspace>>,
@@ -148,6 +158,7 @@ impl Driver {
         let (tx, rx) = mpsc::channel();
         let (events, _) = broadcast::channel(1024);
         let metrics = Arc::new(Metrics::default());
+        let courier = Courier::spawn(runtime, tx.clone(), Arc::clone(&metrics));
         let handle = DriverHandle {
             tx,
             events: events.clone(),
@@ -155,6 +166,7 @@ impl Driver {
         };
         let mut driver = Driver {
             engine,
+            courier,
             replica,
             workspace,
             conns: BTreeMap::new(),
@@ -220,8 +232,9 @@ impl Driver {
             }
         }
         for conn in std::mem::take(&mut self.conns).into_values() {
-            let _ = conn.outbox.try_send(Outbound::Close);
+            self.courier.add(Delivery::Close(conn.outbox));
         }
+        self.courier.ship();
         tracing::info!("sync engine stopped");
     }
 
@@ -290,6 +303,15 @@ impl Driver {
                 self.step(Input::Disconnected { conn });
                 self.conns.remove(&conn);
             }
+            Command::Stalled { conn } => {
+                if self.conns.contains_key(&conn) {
+                    self.close(conn);
+                    self.step(Input::Disconnected { conn });
+                }
+                // Nothing more is sent to it, so the courier may forget it.
+                self.courier.add(Delivery::Forget(conn));
+                self.courier.ship();
+            }
             Command::Committed(committed) => {
                 for c in committed {
                     self.on_committed(c);
@@ -350,7 +372,8 @@ impl Driver {
 
     /// Does what the engine said: sends what need not wait (see
     /// `Outputs::before_writes`), writes, then sends the rest, then closes,
-    /// then loads.
+    /// then loads. Frames and closes go to the courier in two parcels, the
+    /// first shipped before the writes and the second after them.
     fn execute(&mut self, mut out: Outputs) {
         loop {
             let early = out.before_writes.min(out.send.len());
@@ -360,6 +383,7 @@ impl Driver {
             for (conn, bytes) in out.send.drain(..early).collect::<Vec<_>>() {
                 self.deliver(conn, bytes);
             }
+            self.courier.ship();
             if !self.write(std::mem::take(&mut out.writes)) {
                 // Nothing may be acknowledged after a failed write: drop
                 // this round's frames and close the connections involved.
@@ -377,6 +401,7 @@ impl Driver {
             for conn in out.close.drain(..) {
                 self.close(conn);
             }
+            self.courier.ship();
             let Some(doc) = out.load.pop() else { break };
             let more = self.load(doc);
             out.writes.extend(more.writes);
@@ -416,28 +441,18 @@ impl Driver {
         }
     }
 
+    /// Queues a frame for the courier (see [`Self::execute`] for when it
+    /// ships).
     fn deliver(&mut self, conn: ConnId, bytes: Vec<u8>) {
-        let Some(c) = self.conns.get(&conn) else {
-            return;
-        };
-        let len = bytes.len();
-        match c.outbox.try_send(Outbound::Frame(bytes)) {
-            Ok(()) => self.metrics.frame_out(len),
-            // The connection task has ended; it reports `Disconnected` itself,
-            // after any frames it already read (such as the peer's error).
-            Err(tokio_mpsc::error::TrySendError::Closed(_)) => {}
-            Err(tokio_mpsc::error::TrySendError::Full(_)) => {
-                tracing::warn!(conn = conn.0, "peer is not reading; disconnecting it");
-                self.metrics.slow_peer_disconnected();
-                self.close(conn);
-                self.step(Input::Disconnected { conn });
-            }
+        if let Some(c) = self.conns.get(&conn) {
+            let outbox = c.outbox.clone();
+            self.courier.add(Delivery::Frame(conn, outbox, bytes));
         }
     }
 
     fn close(&mut self, conn: ConnId) {
         if let Some(c) = self.conns.remove(&conn) {
-            let _ = c.outbox.try_send(Outbound::Close);
+            self.courier.add(Delivery::Close(c.outbox));
         }
     }
 

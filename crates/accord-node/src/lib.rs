@@ -8,6 +8,7 @@
 //! engine rules.
 
 pub mod control;
+mod courier;
 mod dialer;
 pub mod driver;
 pub mod link;

@@ -68,7 +68,13 @@ impl Node {
             accord_identity::OrgSecret::from_seed(replica.secret().seed()),
             engine_config(&options),
         );
-        let (driver, engine_thread) = Driver::spawn(engine, replica, workspace.clone(), wanted)?;
+        let (driver, engine_thread) = Driver::spawn(
+            &tokio::runtime::Handle::current(),
+            engine,
+            replica,
+            workspace.clone(),
+            wanted,
+        )?;
         if let Some(ws) = &workspace {
             ws.set_commit_listener(commit_listener(&driver));
         }
