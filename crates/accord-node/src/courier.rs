@@ -14,14 +14,12 @@
 //! the rest after, so "writes committed, then frames sent" still holds.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 use std::sync::mpsc;
 
 use accord_sync::ConnId;
 use tokio::sync::mpsc as tokio_mpsc;
 
 use crate::driver::{Command, Outbound};
-use crate::metrics::Metrics;
 
 /// Parcels waiting for the courier. Bounded: a driver that outruns it
 /// waits for it rather than growing memory.
@@ -50,13 +48,9 @@ impl Courier {
     /// Starts the courier task on `runtime`. A connection whose outbox is
     /// full (its peer does not read) is reported on `driver` as
     /// [`Command::Stalled`], once, and gets nothing more.
-    pub fn spawn(
-        runtime: &tokio::runtime::Handle,
-        driver: mpsc::Sender<Command>,
-        metrics: Arc<Metrics>,
-    ) -> Courier {
+    pub fn spawn(runtime: &tokio::runtime::Handle, driver: mpsc::Sender<Command>) -> Courier {
         let (parcels, incoming) = tokio_mpsc::channel(PARCELS);
-        runtime.spawn(deliver_all(incoming, driver, metrics));
+        runtime.spawn(deliver_all(incoming, driver));
         Courier {
             parcels,
             parcel: Vec::new(),
@@ -82,36 +76,29 @@ impl Courier {
 async fn deliver_all(
     mut incoming: tokio_mpsc::Receiver<Vec<Delivery>>,
     driver: mpsc::Sender<Command>,
-    metrics: Arc<Metrics>,
 ) {
     let mut stalled = BTreeSet::new();
     while let Some(parcel) = incoming.recv().await {
         for delivery in parcel {
-            deliver(delivery, &mut stalled, &driver, &metrics);
+            deliver(delivery, &mut stalled, &driver);
         }
     }
 }
 
 /// Does one delivery. `stalled`: connections found full and not yet
-/// forgotten by the driver (a later frame must not land after a gap).
-fn deliver(
-    delivery: Delivery,
-    stalled: &mut BTreeSet<ConnId>,
-    driver: &mpsc::Sender<Command>,
-    metrics: &Metrics,
-) {
+/// forgotten by the driver (a later frame must not land after a gap). The
+/// driver counts frames as it queues them, and stalls as it hears of them.
+fn deliver(delivery: Delivery, stalled: &mut BTreeSet<ConnId>, driver: &mpsc::Sender<Command>) {
     match delivery {
         Delivery::Frame(conn, _, _) if stalled.contains(&conn) => {}
         Delivery::Frame(conn, outbox, bytes) => {
-            let len = bytes.len();
             match outbox.try_send(Outbound::Frame(bytes)) {
-                Ok(()) => metrics.frame_out(len),
+                Ok(()) => {}
                 // The connection task has ended; it reports `Disconnected`
                 // itself, after any frames it already read.
                 Err(tokio_mpsc::error::TrySendError::Closed(_)) => {}
                 Err(tokio_mpsc::error::TrySendError::Full(_)) => {
                     tracing::warn!(conn = conn.0, "peer is not reading; disconnecting it");
-                    metrics.slow_peer_disconnected();
                     stalled.insert(conn);
                     let _ = driver.send(Command::Stalled { conn });
                 }
@@ -146,7 +133,6 @@ mod tests {
     /// corrupt its conversation); other connections get theirs in order.
     #[test]
     fn a_full_outbox_is_reported_once_and_gets_nothing_after_the_gap() {
-        let metrics = Metrics::default();
         let (driver, commands) = mpsc::channel();
         let (slow, mut slow_rx) = tokio_mpsc::channel(2);
         let (fine, mut fine_rx) = tokio_mpsc::channel(8);
@@ -160,7 +146,7 @@ mod tests {
             Delivery::Frame(b, fine.clone(), vec![11]),
         ];
         for d in parcel {
-            deliver(d, &mut stalled, &driver, &metrics);
+            deliver(d, &mut stalled, &driver);
         }
         assert_eq!(frames(&mut slow_rx), vec![vec![1], vec![2]]);
         // Room again, but the frame after the gap is dropped.
@@ -168,7 +154,6 @@ mod tests {
             Delivery::Frame(a, slow.clone(), vec![4]),
             &mut stalled,
             &driver,
-            &metrics,
         );
         assert!(frames(&mut slow_rx).is_empty(), "nothing after the gap");
         let reported: Vec<ConnId> = commands
@@ -180,7 +165,7 @@ mod tests {
             .collect();
         assert_eq!(reported, vec![a], "reported once");
         assert_eq!(frames(&mut fine_rx), vec![vec![10], vec![11]]);
-        deliver(Delivery::Forget(a), &mut stalled, &driver, &metrics);
+        deliver(Delivery::Forget(a), &mut stalled, &driver);
         assert!(stalled.is_empty(), "forgotten once the driver says so");
     }
 
@@ -193,7 +178,7 @@ mod tests {
             .build()
             .unwrap();
         let (driver, _commands) = mpsc::channel();
-        let mut courier = Courier::spawn(runtime.handle(), driver, Arc::new(Metrics::default()));
+        let mut courier = Courier::spawn(runtime.handle(), driver);
         let (outbox, mut rx) = tokio_mpsc::channel(64);
         let conn = ConnId(7);
         for round in 0..10u8 {

@@ -158,7 +158,7 @@ impl Driver {
         let (tx, rx) = mpsc::channel();
         let (events, _) = broadcast::channel(1024);
         let metrics = Arc::new(Metrics::default());
-        let courier = Courier::spawn(runtime, tx.clone(), Arc::clone(&metrics));
+        let courier = Courier::spawn(runtime, tx.clone());
         let handle = DriverHandle {
             tx,
             events: events.clone(),
@@ -305,6 +305,7 @@ impl Driver {
             }
             Command::Stalled { conn } => {
                 if self.conns.contains_key(&conn) {
+                    self.metrics.slow_peer_disconnected();
                     self.close(conn);
                     self.step(Input::Disconnected { conn });
                 }
@@ -442,9 +443,11 @@ impl Driver {
     }
 
     /// Queues a frame for the courier (see [`Self::execute`] for when it
-    /// ships).
+    /// ships), counting it now: `/metrics` then agrees with the events the
+    /// driver publishes after the call.
     fn deliver(&mut self, conn: ConnId, bytes: Vec<u8>) {
         if let Some(c) = self.conns.get(&conn) {
+            self.metrics.frame_out(bytes.len());
             let outbox = c.outbox.clone();
             self.courier.add(Delivery::Frame(conn, outbox, bytes));
         }
