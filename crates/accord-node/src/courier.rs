@@ -117,15 +117,18 @@ fn deliver(delivery: Delivery, stalled: &mut BTreeSet<ConnId>, driver: &mpsc::Se
 mod tests {
     use super::*;
 
-    fn frames(rx: &mut tokio_mpsc::Receiver<Outbound>) -> Vec<Vec<u8>> {
-        let mut got = Vec::new();
-        while let Ok(out) = rx.try_recv() {
-            match out {
-                Outbound::Frame(bytes) => got.push(bytes),
-                Outbound::Close => got.push(b"close".to_vec()),
-            }
+    /// What a connection task would write: the frame, or "close".
+    fn written(out: Outbound) -> Vec<u8> {
+        match out {
+            Outbound::Frame(bytes) => bytes,
+            Outbound::Close => b"close".to_vec(),
         }
-        got
+    }
+
+    fn frames(rx: &mut tokio_mpsc::Receiver<Outbound>) -> Vec<Vec<u8>> {
+        std::iter::from_fn(|| rx.try_recv().ok())
+            .map(written)
+            .collect()
     }
 
     /// A peer that stops reading is reported once and sent nothing more,
@@ -192,12 +195,10 @@ mod tests {
         let got = runtime.block_on(async {
             let mut got = Vec::new();
             while let Some(out) = rx.recv().await {
-                match out {
-                    Outbound::Frame(bytes) => got.push(bytes),
-                    Outbound::Close => {
-                        got.push(b"close".to_vec());
-                        break;
-                    }
+                let closed = matches!(out, Outbound::Close);
+                got.push(written(out));
+                if closed {
+                    break;
                 }
             }
             got
