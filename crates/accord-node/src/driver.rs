@@ -22,6 +22,7 @@ use accord_workspace::{Committed, Workspace};
 
 use crate::courier::{Courier, Delivery};
 use crate::metrics::Metrics;
+use crate::sync_states::HeldSyncStates;
 use automerge::ChangeHash;
 use tokio::sync::{broadcast, mpsc as tokio_mpsc, oneshot};
 
@@ -137,6 +138,8 @@ pub struct Driver {
     replica: Arc<Replica>,
     workspace: Option<Arc<Workspace>>,
     conns: BTreeMap<ConnId, Connection>,
+    /// Sync states waiting for their own commit (see [`crate::sync_states`]).
+    held_states: HeldSyncStates,
     events: broadcast::Sender<NodeEvent>,
     started: Instant,
     /// Engine time of the last sync lag refresh.
@@ -170,6 +173,7 @@ impl Driver {
             replica,
             workspace,
             conns: BTreeMap::new(),
+            held_states: HeldSyncStates::default(),
             events,
             started: Instant::now(),
             lag_refreshed_at: 0,
@@ -225,12 +229,16 @@ impl Driver {
                 }
             }
             self.step(Input::Flush);
+            if self.held_states.due(Instant::now()) {
+                self.save_held_states();
+            }
             self.metrics.set_open(self.conns.len());
             self.refresh_sync_lag();
             if stop {
                 break;
             }
         }
+        self.save_held_states();
         for conn in std::mem::take(&mut self.conns).into_values() {
             self.courier.add(Delivery::Close(conn.outbox));
         }
@@ -244,10 +252,15 @@ impl Driver {
     /// command arriving first is followed by `Flush`, which applies what
     /// is due just as well, so a held change is never stranded.
     fn until_tick(&self) -> Duration {
-        match self.engine.next_deadline() {
+        let engine = match self.engine.next_deadline() {
             Some(at) => Duration::from_millis(at.saturating_sub(self.now())).min(IDLE_TICK),
             None => IDLE_TICK,
-        }
+        };
+        let states = self
+            .held_states
+            .deadline()
+            .map(|at| at.saturating_duration_since(Instant::now()));
+        states.map_or(engine, |states| states.min(engine))
     }
 
     /// Tells the engine about every stored document and joined partnership.
@@ -415,14 +428,25 @@ impl Driver {
         }
     }
 
+    /// Commits `writes`, all or none, but for sync states: those wait in
+    /// `held_states` for a commit of their own (see [`crate::sync_states`]).
     fn write(&mut self, writes: Vec<StorageWrite>) -> bool {
-        if writes.is_empty() {
-            return true;
-        }
         let mut batch = WriteBatch::default();
-        let count = writes.len();
+        let mut count = 0;
+        let now = Instant::now();
         for write in writes {
-            add_write(&mut batch, write);
+            match write {
+                StorageWrite::SyncState { doc, peer, state } => {
+                    self.held_states.hold(doc, peer, state, now);
+                }
+                write => {
+                    count += 1;
+                    add_write(&mut batch, write);
+                }
+            }
+        }
+        if batch.is_empty() {
+            return true;
         }
         let started = Instant::now();
         match self.replica.commit(batch) {
@@ -438,6 +462,20 @@ impl Driver {
                 tracing::error!(error = %e, "could not store changes received from peers");
                 self.metrics.storage_failed();
                 false
+            }
+        }
+    }
+
+    /// Commits the held sync states. Failing loses only a cache: logged, not retried.
+    fn save_held_states(&mut self) {
+        let held = self.held_states.len();
+        let Some(batch) = self.held_states.take() else {
+            return;
+        };
+        match self.replica.commit(batch) {
+            Ok(()) => tracing::debug!(states = held, "sync states saved"),
+            Err(e) => {
+                tracing::warn!(error = %e, states = held, "could not save peers' sync states; the next reconnect to them may exchange more");
             }
         }
     }
@@ -520,6 +558,9 @@ impl Driver {
         let sync_states = peers
             .into_iter()
             .filter_map(|peer| {
+                if let Some(held) = self.held_states.get(doc, peer) {
+                    return Some((peer, held.to_vec()));
+                }
                 let state = self
                     .replica
                     .sync_state(doc.as_bytes(), peer.as_bytes())

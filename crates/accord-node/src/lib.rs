@@ -15,6 +15,7 @@ pub mod link;
 pub mod metrics;
 mod node;
 mod server;
+mod sync_states;
 
 pub use dialer::DialError;
 pub use driver::NodeEvent;
