@@ -391,8 +391,11 @@ struct Conn {
     their_lists: BTreeMap<PartnershipId, Vec<DocEntry>>,
     /// Documents being synced on this connection; `None` until first used.
     docs: BTreeMap<DocId, Option<State>>,
-    /// Attestations already sent on this connection.
-    attested: BTreeSet<[u8; 32]>,
+    /// Attestations already sent on this connection, by document; only
+    /// those the document still holds or is offered are remembered (see
+    /// `send_attestation_frames`), so a connection that lives for weeks of
+    /// typing does not grow by one key per keystroke.
+    attested: BTreeMap<DocId, BTreeSet<[u8; 32]>>,
     /// Documents we sent whole (see `Engine::send_snapshot`) whose receipt
     /// the peer has not yet shown by naming heads in a sync message.
     snapshots: BTreeSet<DocId>,
@@ -535,7 +538,7 @@ impl Engine {
             lists_sent: BTreeSet::new(),
             their_lists: BTreeMap::new(),
             docs: BTreeMap::new(),
-            attested: BTreeSet::new(),
+            attested: BTreeMap::new(),
             snapshots: BTreeSet::new(),
             early: BTreeMap::new(),
             early_attestations: BTreeMap::new(),
@@ -634,6 +637,15 @@ impl Engine {
     }
 
     /// Organisations currently connected and authenticated.
+    /// How many attestation keys the engine remembers having sent on
+    /// `conn`: what a long-lived connection costs in memory beyond its
+    /// sync states (tests check that it stays bounded).
+    pub fn attestations_remembered(&self, conn: ConnId) -> usize {
+        self.conns
+            .get(&conn)
+            .map_or(0, |c| c.attested.values().map(BTreeSet::len).sum())
+    }
+
     pub fn connected_peers(&self) -> Vec<(ConnId, OrgKey, PeerRole)> {
         self.conns
             .iter()
@@ -2329,9 +2341,9 @@ impl Engine {
         let (Some(slot), Some(conn)) = (self.docs.get(&doc), self.conns.get(&id)) else {
             return;
         };
-        let mut fresh = unsent(conn, slot.attestations.held.keys());
+        let mut fresh = unsent(conn, doc, slot.attestations.held.keys());
         if !offered.is_empty() {
-            fresh.extend(unsent(conn, offered.iter()));
+            fresh.extend(unsent(conn, doc, offered.iter()));
             fresh.sort_unstable();
             fresh.dedup();
         }
@@ -2361,7 +2373,16 @@ impl Engine {
         for bytes in frames {
             self.send_encoded(id, bytes);
         }
-        self.conn(id).attested.extend(fresh);
+        let (Some(slot), Some(conn)) = (self.docs.get(&doc), self.conns.get_mut(&id)) else {
+            return;
+        };
+        let sent = conn.attested.entry(doc).or_default();
+        sent.extend(fresh);
+        // A key the document no longer holds or is offered (superseded by a
+        // newer attestation of the same organisation) is never sent again
+        // unless a peer offers it anew, and then sending it twice is harmless.
+        let kept = &slot.attestations;
+        sent.retain(|key| kept.held.contains_key(key) || kept.offered.contains_key(key));
     }
 
     /// The connection's sync state for `doc`, starting from the state saved
@@ -2926,9 +2947,10 @@ fn missing_deps_of_pending(slot: &mut DocSlot) -> Vec<ChangeHash> {
 /// `send_attestations_with`).
 type AttestFrames = BTreeMap<Vec<[u8; 32]>, Vec<Vec<u8>>>;
 
-/// Of the attestation `keys`, those not yet sent on `conn`.
-fn unsent<'k>(conn: &Conn, keys: impl Iterator<Item = &'k [u8; 32]>) -> Vec<[u8; 32]> {
-    keys.filter(|key| !conn.attested.contains(*key))
+/// Of the attestation `keys` of `doc`, those not yet sent on `conn`.
+fn unsent<'k>(conn: &Conn, doc: DocId, keys: impl Iterator<Item = &'k [u8; 32]>) -> Vec<[u8; 32]> {
+    let sent = conn.attested.get(&doc);
+    keys.filter(|key| !sent.is_some_and(|s| s.contains(*key)))
         .copied()
         .collect()
 }

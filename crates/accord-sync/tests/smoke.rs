@@ -1272,3 +1272,41 @@ fn a_relay_forward_sends_each_member_its_attestation_just_before_the_change() {
         assert_eq!(node.doc(mou).unwrap().get_heads(), vec![hash]);
     }
 }
+
+/// A relay remembers which attestations it sent each member, so as not to
+/// send them again. A partner typing for weeks sends one per keystroke:
+/// remembering every one grew each connection by a key per keystroke.
+/// Only those the document still holds are remembered.
+#[test]
+fn a_relay_remembers_only_the_attestations_a_document_still_holds() {
+    let (sa, sm) = (
+        OrgSecret::from_seed([68; 32]),
+        OrgSecret::from_seed([69; 32]),
+    );
+    let (mut a, p, mou) = creator_with_members(&sa, &[(&sm, "M", Role::DecisionMaker)], 16, 17);
+    let mut m = joiner(&sm, p);
+    let mut relay = Node::coalescing(OrgSecret::from_seed([70; 32]), PeerRole::Relay);
+    let a_link = connect_to_relay(&mut a, &mut relay, &mut []);
+    let m_link = connect_to_relay(&mut m, &mut relay, &mut [(&mut a, a_link.0, a_link.1)]);
+    let mut members = [(&mut a, a_link.0, a_link.1), (&mut m, m_link.0, m_link.1)];
+    let actor = new_document_actor(&sa, [9; 8]);
+    const EDITS: usize = 30;
+    let mut last = None;
+    for n in 0..EDITS {
+        let text = format!("Edit {n}. ");
+        let (_, hash, _) =
+            type_through_relay(&mut relay, &mut members, &sa, mou, (actor.clone(), &text));
+        last = Some(hash);
+    }
+    let last = last.unwrap();
+    assert_eq!(
+        members[1].0.doc(mou).unwrap().get_heads(),
+        vec![last],
+        "M has every edit"
+    );
+    let remembered = relay.engine.attestations_remembered(m_link.1);
+    assert!(
+        remembered <= 3,
+        "after {EDITS} attested edits the relay remembers {remembered} attestations sent to M"
+    );
+}
