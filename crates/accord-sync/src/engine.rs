@@ -2398,13 +2398,29 @@ impl Engine {
         if let Some(Some(state)) = self.conn(id).docs.get_mut(&doc).map(Option::take) {
             return state;
         }
-        if let Some(state) = self.released_state(id, doc, peer) {
-            return state.clone();
+        if let Some(state) = self.resume_released(id, doc, peer) {
+            return state;
         }
         match self.docs.get(&doc).and_then(|s| s.saved_states.get(&peer)) {
             Some((_, state)) => State::decode(&state.encode()).unwrap_or_default(),
             None => State::default(),
         }
+    }
+
+    /// Takes back the sync state this connection released for `doc` (see
+    /// `released_state`), moved rather than copied: a relay does this for
+    /// every subscriber on every edit. What stays behind for any other
+    /// connection to `peer` is what is persisted of it (the shared heads),
+    /// all that such a connection was ever given (see `take_state`).
+    fn resume_released(&mut self, id: ConnId, doc: DocId, peer: OrgKey) -> Option<State> {
+        let (released_by, state) = self.docs.get_mut(&doc)?.saved_states.get_mut(&peer)?;
+        if *released_by != Some(id) {
+            return None;
+        }
+        let mut persisted = State::new();
+        persisted.shared_heads.clone_from(&state.shared_heads);
+        *released_by = None;
+        Some(std::mem::replace(state, persisted))
     }
 
     /// The sync state for `doc` this connection left in memory when its
@@ -2802,9 +2818,9 @@ impl Engine {
     fn release_settled(&mut self, id: ConnId, peer: OrgKey) {
         let settled = std::mem::take(&mut self.conn(id).docs);
         self.conn(id).snapshots.clear();
-        for (doc, state) in &settled {
-            if let (Some(slot), Some(state)) = (self.docs.get_mut(doc), state) {
-                slot.saved_states.insert(peer, (Some(id), state.clone()));
+        let docs: Vec<DocId> = settled.keys().copied().collect();
+        for (doc, state) in settled {
+            if let (Some(slot), Some(state)) = (self.docs.get_mut(&doc), state) {
                 // The peer's list is from before this sync: what it holds now
                 // is what it last told us (else the next change would go as a
                 // snapshot again, see `peer_lacks`).
@@ -2824,10 +2840,11 @@ impl Engine {
                         }),
                     }
                 }
+                slot.saved_states.insert(peer, (Some(id), state));
             }
         }
         let now = self.now;
-        for doc in settled.into_keys() {
+        for doc in docs {
             if let Some(slot) = self.docs.get_mut(&doc) {
                 slot.settled_at = now;
             }
