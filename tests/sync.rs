@@ -570,27 +570,20 @@ fn three_organisations_converge_through_a_relay() {
     // Each one-shot sync left what the relay holds of every document on
     // disk (the node holds sync states back and saves them as it stops), so
     // the next reconnect starts from there.
-    let relay_key = hex_key(&p.relay.key);
+    let relay_key: accord_identity::OrgKey = p.relay.key.parse().unwrap();
     for (name, org) in p.orgs() {
         let replica = accord_store::Replica::open(&org.data).unwrap();
         for doc in &p.docs {
             let id: accord_model::DocId = doc.parse().unwrap();
-            let state = replica.sync_state(id.as_bytes(), &relay_key).unwrap();
+            let state = replica
+                .sync_state(id.as_bytes(), relay_key.as_bytes())
+                .unwrap();
             assert!(
                 state.is_some(),
                 "{name} kept no sync state of {doc} for the relay"
             );
         }
     }
-}
-
-/// The 32 bytes of a key printed as 64 hex digits.
-fn hex_key(hex: &str) -> [u8; 32] {
-    let mut key = [0u8; 32];
-    for (i, byte) in key.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap();
-    }
-    key
 }
 
 #[test]

@@ -637,9 +637,7 @@ fn add_write(batch: &mut WriteBatch, write: StorageWrite) {
             batch.set_heads(*doc.as_bytes(), heads.iter().map(|h| h.0).collect());
         }
         StorageWrite::SyncState { doc, peer, state } => {
-            if let Err(e) = batch.put_sync_state(*doc.as_bytes(), *peer.as_bytes(), state) {
-                tracing::debug!(error = %e, "not keeping an oversized sync state");
-            }
+            crate::sync_states::add_sync_state(batch, doc, peer, state);
         }
         StorageWrite::Attestations { doc, put, delete } => {
             for key in delete {

@@ -72,15 +72,21 @@ impl HeldSyncStates {
         }
         let mut batch = WriteBatch::default();
         for ((doc, peer), state) in std::mem::take(&mut self.states) {
-            if let Err(e) = batch.put_sync_state(*doc.as_bytes(), *peer.as_bytes(), state) {
-                tracing::debug!(error = %e, %doc, "not keeping an oversized sync state");
-            }
+            add_sync_state(&mut batch, doc, peer, state);
         }
         Some(batch)
     }
 
     pub fn len(&self) -> usize {
         self.states.len()
+    }
+}
+
+/// Adds a peer's sync state to `batch`; one the store refuses as too large
+/// is left out and logged (a lost sync state costs a longer reconnect).
+pub fn add_sync_state(batch: &mut WriteBatch, doc: DocId, peer: OrgKey, state: Vec<u8>) {
+    if let Err(e) = batch.put_sync_state(*doc.as_bytes(), *peer.as_bytes(), state) {
+        tracing::debug!(error = %e, %doc, "not keeping an oversized sync state");
     }
 }
 

@@ -636,7 +636,6 @@ impl Engine {
         self.out.send = early;
     }
 
-    /// Organisations currently connected and authenticated.
     /// How many attestation keys the engine remembers having sent on
     /// `conn`: what a long-lived connection costs in memory beyond its
     /// sync states (tests check that it stays bounded).
@@ -646,6 +645,7 @@ impl Engine {
             .map_or(0, |c| c.attested.values().map(BTreeSet::len).sum())
     }
 
+    /// Organisations currently connected and authenticated.
     pub fn connected_peers(&self) -> Vec<(ConnId, OrgKey, PeerRole)> {
         self.conns
             .iter()
